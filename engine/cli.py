@@ -1,0 +1,88 @@
+"""The engine's command line: ``python -m engine views | animate | generate | export | worker | demo``.
+
+Exit codes: 0 success; 2 bad input (one line on stderr naming the value, nothing
+written); 130 cancelled (nothing written); 1 any other failure.
+
+Each subcommand lives in its own module exposing ``HELP``, ``add_arguments(parser)``
+and ``run(args, ctx) -> Path``; those modules import only the standard library at the
+top so ``--help`` and input checks stay instant (heavy imports happen inside ``run``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from .errors import BadInput, JobCancelled, PanoLoopError
+from .jobs import JobContext, stderr_progress
+
+#: Subcommand name → module implementing it.
+COMMANDS = {
+    "views": "engine.views",
+    "animate": "engine.animate.command",
+    "generate": "engine.generate.command",
+    "export": "engine.export.command",
+    "worker": "engine.worker",
+    "demo": "engine.demo",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises BadInput (exit 2, one line) instead of printing usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise BadInput(f"{self.prog}: {message}")
+
+
+def available_commands() -> dict[str, object]:
+    """The subcommand modules that are present in this build, by name."""
+    modules = {}
+    for name, module_name in COMMANDS.items():
+        try:
+            modules[name] = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if not (exc.name and module_name.startswith(exc.name)):
+                raise
+    return modules
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m engine`` parser with every available subcommand."""
+    parser = _Parser(
+        prog="python -m engine",
+        description="PanoLoop engine: seamless looping 360° equirectangular video.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, module in available_commands().items():
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, ctx: JobContext | None = None) -> int:
+    """Run one subcommand; returns the process exit code."""
+    ctx = ctx or JobContext(progress=stderr_progress)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        result = args._module.run(args, ctx)
+        if result is not None:
+            print(result)
+        return 0
+    except JobCancelled as exc:
+        print(f"cancelled: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("cancelled: interrupted; no output was written", file=sys.stderr)
+        return JobCancelled.exit_code
+    except PanoLoopError as exc:
+        label = "error" if exc.exit_code == 2 else "failed"
+        fix = f" (fix: {exc.fix})" if exc.fix else ""
+        print(f"{label}: {exc}{fix}", file=sys.stderr)
+        return exc.exit_code

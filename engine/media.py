@@ -1,0 +1,363 @@
+"""Reading and writing frames, MP4 previews, manifests and atomically written output folders.
+
+Frames are numpy arrays of shape (H, W, 3), RGB, row 0 at the top. Their dtype is
+their kind of values and is kept end to end:
+
+- ``uint8`` / ``uint16``: display-referred (sRGB-encoded) values, read from and written
+  to PNG (JPG is read only);
+- ``float32``: scene-linear values, HDR allowed (values above 1 are kept), read from
+  EXR or Radiance HDR and written to EXR.
+
+Nothing here tone-maps silently: :func:`to_display_uint8` is the one explicit,
+named conversion, used only for previews.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# OpenCV reads EXR only when this is set before cv2 is first imported.
+os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
+import cv2  # noqa: E402
+
+from .errors import BadInput, PanoLoopError  # noqa: E402
+
+IMAGE_SUFFIXES = (".exr", ".hdr", ".png", ".jpg", ".jpeg")
+FLOAT_SUFFIXES = (".exr", ".hdr")
+MANIFEST_NAME = "manifest.json"
+FRAMES_DIR = "frames"
+PREVIEW_NAME = "panorama.mp4"
+HALF_MAX = 65504.0
+FRAME_NAME_RE = re.compile(r"^(.*?)(\d+)$")
+
+#: The orientation every manifest records: Blender's world-texture convention.
+BLENDER_ORIENTATION = {
+    "convention": "blender",
+    "up": "+Z",
+    "center": "+X",
+    "seam": "-X",
+    "u_0.25": "+Y",
+}
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as an (H, W, 3) RGB array of its own kind of values.
+
+    EXR and HDR come back as float32 scene-linear (HDR kept); 8-bit PNG/JPG as uint8;
+    16-bit PNG as uint16. Alpha is dropped, grey is expanded to RGB.
+    Raises :class:`BadInput` naming the path if it is missing or unreadable.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"image file not found: {path}")
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise BadInput(
+            f"unsupported image type {path.suffix!r} for {path} (use EXR, HDR, PNG or JPG)"
+        )
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise BadInput(f"cannot read image {path}: the file is damaged or not an image")
+    return _to_rgb(image, path)
+
+
+def _to_rgb(image: np.ndarray, path: Path) -> np.ndarray:
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    elif image.shape[2] == 4:
+        image = image[:, :, :3]
+    elif image.shape[2] != 3:
+        raise BadInput(f"image {path} has {image.shape[2]} channels; expected 1, 3 or 4")
+    image = np.ascontiguousarray(image[:, :, ::-1])
+    if image.dtype in (np.float16, np.float64):
+        image = image.astype(np.float32)
+    if image.dtype not in (np.uint8, np.uint16, np.float32):
+        raise BadInput(f"image {path} has unsupported sample type {image.dtype}")
+    return image
+
+
+def frame_suffix(dtype: np.dtype) -> str:
+    """The file type a frame of this dtype is written as: float → .exr, integers → .png."""
+    return ".exr" if np.dtype(dtype).kind == "f" else ".png"
+
+
+def write_image(path: str | os.PathLike[str], image: np.ndarray) -> Path:
+    """Write an (H, W, 3) RGB frame; the suffix of ``path`` must suit its dtype.
+
+    float32 → EXR, half precision with ZIP compression (values clamped to ±65504,
+    the half-float range; values above 1 are kept). uint8/uint16 → PNG.
+    """
+    path = Path(path)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) frame, got shape {image.shape}")
+    suffix = path.suffix.lower()
+    bgr = np.ascontiguousarray(image[:, :, ::-1])
+    if suffix == ".exr":
+        if bgr.dtype != np.float32:
+            raise ValueError(f"EXR frames must be float32, got {bgr.dtype}")
+        bgr = np.clip(bgr, -HALF_MAX, HALF_MAX)
+        params = [
+            cv2.IMWRITE_EXR_TYPE,
+            cv2.IMWRITE_EXR_TYPE_HALF,
+            cv2.IMWRITE_EXR_COMPRESSION,
+            cv2.IMWRITE_EXR_COMPRESSION_ZIP,
+        ]
+    elif suffix == ".png":
+        if bgr.dtype not in (np.uint8, np.uint16):
+            raise ValueError(f"PNG frames must be uint8 or uint16, got {bgr.dtype}")
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    else:
+        raise ValueError(f"cannot write frames as {suffix!r}")
+    if not cv2.imwrite(str(path), bgr, params):
+        raise PanoLoopError(f"could not write {path}")
+    return path
+
+
+def frame_path(folder: Path, index: int, dtype: np.dtype) -> Path:
+    """The path of frame ``index`` (numbered from 0) in ``folder``: ``frame_000000.exr``."""
+    return Path(folder) / f"frame_{index:06d}{frame_suffix(dtype)}"
+
+
+def list_frames(folder: str | os.PathLike[str]) -> list[Path]:
+    """The numbered image files of a frame folder, in frame order.
+
+    Raises :class:`BadInput` if the folder holds no images, mixes file types, or its
+    numbering has gaps (a gap would desynchronise every camera after it).
+    """
+    folder = Path(folder)
+    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    if not files:
+        raise BadInput(f"no EXR/HDR/PNG/JPG frames in folder {folder}")
+    suffixes = {p.suffix.lower() for p in files}
+    if len(suffixes) > 1:
+        raise BadInput(f"folder {folder} mixes frame types {sorted(suffixes)}")
+    numbered = []
+    for p in files:
+        match = FRAME_NAME_RE.match(p.stem)
+        if not match:
+            raise BadInput(f"frame file {p} has no frame number at the end of its name")
+        numbered.append((int(match.group(2)), p))
+    numbered.sort()
+    numbers = [n for n, _ in numbered]
+    expected = list(range(numbers[0], numbers[0] + len(numbers)))
+    if numbers != expected:
+        missing = sorted(set(expected) - set(numbers))
+        raise BadInput(f"frame numbering in {folder} has gaps (missing {missing[:5]})")
+    return [p for _, p in numbered]
+
+
+def to_display_uint8(frame: np.ndarray, exposure: float = 0.0) -> np.ndarray:
+    """Convert a frame to 8-bit sRGB for previews only.
+
+    float32 (scene-linear) → ``exposure`` stops, clipped to [0, 1], sRGB transfer
+    function (Blender's "Standard" view). uint8 passes through; uint16 is scaled.
+    """
+    if frame.dtype == np.uint8:
+        return frame
+    if frame.dtype == np.uint16:
+        return (frame.astype(np.uint32) * 255 // 65535).astype(np.uint8)
+    linear = np.clip(frame * np.float32(2.0**exposure), 0.0, 1.0)
+    srgb = np.where(
+        linear <= 0.0031308, linear * 12.92, 1.055 * np.power(linear, 1 / 2.4) - 0.055
+    )
+    return (srgb * 255.0 + 0.5).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- video
+
+
+def encode_mp4(
+    frames: Iterable[np.ndarray],
+    path: str | os.PathLike[str],
+    fps: float,
+    *,
+    crf: int = 18,
+    preset: str = "medium",
+    extra_params: list[str] | None = None,
+) -> Path:
+    """Encode 8-bit RGB frames as an H.264 MP4 (yuv420p, widely playable) at ``fps``.
+
+    The frames are written as they are: a loop's frame 0 is not repeated at the end.
+    Width and height must be even (4:2:0 chroma).
+    """
+    import imageio_ffmpeg
+
+    path = Path(path)
+    writer = None
+    count = 0
+    try:
+        for frame in frames:
+            if frame.dtype != np.uint8:
+                raise ValueError(f"encode_mp4 takes uint8 frames, got {frame.dtype}")
+            if writer is None:
+                h, w = frame.shape[:2]
+                if w % 2 or h % 2:
+                    raise BadInput(f"video size must be even for H.264, got {w}x{h}")
+                params = ["-crf", str(crf), "-preset", preset, "-movflags", "+faststart"]
+                writer = imageio_ffmpeg.write_frames(
+                    str(path),
+                    (w, h),
+                    fps=fps,
+                    codec="libx264",
+                    pix_fmt_in="rgb24",
+                    pix_fmt_out="yuv420p",
+                    macro_block_size=1,
+                    output_params=params + list(extra_params or []),
+                    ffmpeg_log_level="error",
+                )
+                writer.send(None)
+            writer.send(np.ascontiguousarray(frame))
+            count += 1
+    finally:
+        if writer is not None:
+            writer.close()
+    if count == 0:
+        raise ValueError("encode_mp4 got no frames")
+    return path
+
+
+def read_mp4(path: str | os.PathLike[str]) -> tuple[list[np.ndarray], float]:
+    """Decode an MP4 into 8-bit RGB frames and its frame rate (for tests and tools)."""
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+    meta = next(reader)
+    w, h = meta["size"]
+    frames = [np.frombuffer(buf, np.uint8).reshape(h, w, 3).copy() for buf in reader]
+    return frames, float(meta["fps"])
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def check_output_free(path: str | os.PathLike[str]) -> Path:
+    """Refuse an output path that already exists (nothing the user has is overwritten)."""
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        raise BadInput(
+            f"output {path} already exists; choose a new folder (PanoLoop never overwrites)"
+        )
+    if not path.parent.exists():
+        raise BadInput(f"parent folder of output {path} does not exist")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary sibling folder that becomes ``final`` only if the block succeeds.
+
+    On any exception (a cancel included) the temporary folder is removed, so a failed
+    or interrupted job leaves nothing behind; on success it is renamed into place whole.
+    """
+    final = check_output_free(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    try:
+        yield tmp
+        if final.exists():
+            raise PanoLoopError(f"output {final} appeared while the job ran; kept it, removed ours")
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_manifest(folder: str | os.PathLike[str], manifest: dict[str, Any]) -> Path:
+    """Write ``manifest.json`` (UTF-8, indented) into ``folder``."""
+    path = Path(folder) / MANIFEST_NAME
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return path
+
+
+def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read ``manifest.json`` from an output folder; :class:`BadInput` if absent or broken."""
+    path = Path(folder) / MANIFEST_NAME
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"no {MANIFEST_NAME} in {folder}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path} is not valid JSON: {exc}") from None
+
+
+def panorama_manifest(
+    *, width: int, height: int, frames: int, fps: float | None, loop: bool, **how: Any
+) -> dict[str, Any]:
+    """The manifest of a panorama output folder: the contract fields, then how it was made."""
+    return {
+        "projection": "equirectangular",
+        "orientation": BLENDER_ORIENTATION,
+        "width": int(width),
+        "height": int(height),
+        "frames": int(frames),
+        "fps": fps,
+        "loop": bool(loop),
+        "frames_dir": FRAMES_DIR,
+        **how,
+    }
+
+
+# --------------------------------------------------------------------------- panoramas
+
+
+@dataclass(frozen=True)
+class PanoramaSource:
+    """Where an equirect panorama's frames are: one image, a frame folder or an output folder."""
+
+    frames: list[Path]
+    fps: float | None
+    loop: bool
+    manifest: dict[str, Any] | None
+
+    @property
+    def count(self) -> int:
+        return len(self.frames)
+
+
+def open_panorama(path: str | os.PathLike[str]) -> PanoramaSource:
+    """Resolve ``path`` to its frames: an image file, a folder of numbered frames, or a
+    PanoLoop output folder (with ``manifest.json`` and ``frames/``).
+
+    Checks that the first frame is readable and 2:1; raises :class:`BadInput` otherwise.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise BadInput(f"panorama not found: {path}")
+    manifest = None
+    fps = None
+    loop = False
+    if path.is_file():
+        frames = [path]
+    elif (path / MANIFEST_NAME).is_file():
+        manifest = read_manifest(path)
+        frames = list_frames(path / manifest.get("frames_dir", FRAMES_DIR))
+        fps = manifest.get("fps")
+        loop = bool(manifest.get("loop", False))
+        if manifest.get("frames") not in (None, len(frames)):
+            raise BadInput(
+                f"{path} manifest says {manifest.get('frames')} frames but "
+                f"{len(frames)} are on disk"
+            )
+    else:
+        frames = list_frames(path)
+    first = read_image(frames[0])
+    check_equirect_shape(first.shape[1], first.shape[0], frames[0])
+    return PanoramaSource(frames=frames, fps=fps, loop=loop, manifest=manifest)
+
+
+def check_equirect_shape(width: int, height: int, what: object) -> None:
+    """Refuse a panorama that is not 2:1 (equirect covers 360°×180°)."""
+    if width != 2 * height:
+        raise BadInput(f"panorama {what} is {width}x{height}; an equirect panorama must be 2:1")

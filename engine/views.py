@@ -1,0 +1,129 @@
+"""``python -m engine views``: render Blender cameras from an equirect panorama (image or video).
+
+Each camera gets ``DIR/<camera name>/`` with one frame per panorama frame, the same
+count and the same frame numbers, so every camera stays frame-synchronised. One
+sampling map per camera is built once and reused for every frame. Frames keep the
+input's kind of values: 8-bit PNG in → 8-bit PNG out; EXR/HDR in → float EXR out.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .jobs import JobContext
+
+HELP = "render Blender cameras (cameras.json) from an equirect image, frame folder or output folder"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--panorama",
+        required=True,
+        type=Path,
+        help="equirect image (EXR/HDR/PNG/JPG), a folder of numbered frames, "
+        "or a PanoLoop output folder with manifest.json",
+    )
+    parser.add_argument(
+        "--cameras", required=True, type=Path, help="cameras.json written by the add-on"
+    )
+    parser.add_argument("--out", required=True, type=Path, help="new output folder")
+    parser.add_argument(
+        "--interpolation",
+        choices=("linear", "cubic", "nearest"),
+        default="linear",
+        help="resampling filter (default: linear, as Cycles' default texture filter)",
+    )
+
+
+def run(args: argparse.Namespace, ctx: JobContext) -> Path:
+    """Check every input, then write the camera folders atomically; returns ``--out``."""
+    from .cameras import load_cameras
+    from .media import check_output_free, open_panorama
+
+    # 1. Check inputs: nothing is written before all of them pass.
+    check_output_free(args.out)
+    source = open_panorama(args.panorama)
+    cameras = load_cameras(args.cameras)
+    # 2. Render and write.
+    return render_views(
+        source, cameras, args.out, ctx, interpolation=args.interpolation, source_path=args.panorama
+    )
+
+
+def render_views(
+    source: Any,
+    cameras: list,
+    out: Path,
+    ctx: JobContext,
+    *,
+    interpolation: str = "linear",
+    source_path: Path | None = None,
+) -> Path:
+    """Write ``out/<camera>/frame_N.ext`` for every panorama frame and camera, atomically.
+
+    ``source`` is a :class:`engine.media.PanoramaSource`; ``cameras`` a list of
+    :class:`engine.cameras.BlenderCamera`.
+    """
+    from .cameras import save_cameras
+    from .errors import BadInput
+    from .media import (
+        FRAME_NAME_RE,
+        atomic_output_dir,
+        frame_path,
+        read_image,
+        write_image,
+        write_manifest,
+    )
+    from .projection import camera_map, pad_equirect, remap_equirect
+
+    numbers = _frame_numbers(source.frames, FRAME_NAME_RE)
+    with atomic_output_dir(out) as tmp:
+        first = read_image(source.frames[0])
+        height, width = first.shape[:2]
+        with ctx.timed("maps"):
+            maps = {cam.name: camera_map(cam, width, height, interpolation) for cam in cameras}
+        for cam in cameras:
+            (tmp / cam.name).mkdir()
+        with ctx.timed("render"):
+            for index, (number, path) in enumerate(zip(numbers, source.frames, strict=True)):
+                ctx.step("views", index + 1, len(source.frames))
+                frame = first if index == 0 else read_image(path)
+                if frame.shape != first.shape or frame.dtype != first.dtype:
+                    raise BadInput(
+                        f"frame {path} is {frame.shape[1]}x{frame.shape[0]} {frame.dtype}; "
+                        f"the first frame is {width}x{height} {first.dtype}"
+                    )
+                padded = pad_equirect(frame)
+                for cam in cameras:
+                    view = remap_equirect(padded, maps[cam.name], padded=True)
+                    write_image(frame_path(tmp / cam.name, number, view.dtype), view)
+        save_cameras(cameras, tmp / "cameras.json", with_opencv=True)
+        manifest = {
+            "kind": "camera_views",
+            "projection": "perspective",
+            "frames": len(source.frames),
+            "first_frame": numbers[0],
+            "fps": source.fps,
+            "loop": source.loop,
+            "frame_type": first.dtype.name,
+            "source": str(source_path) if source_path else None,
+            "source_size": [width, height],
+            "interpolation": interpolation,
+            "cameras_file": "cameras.json",
+            "cameras": [
+                {"name": c.name, "folder": c.name, "width": c.width, "height": c.height}
+                for c in cameras
+            ],
+            "timings": ctx.timings,
+        }
+        write_manifest(tmp, manifest)
+    return out
+
+
+def _frame_numbers(frames: list[Path], pattern: Any) -> list[int]:
+    """The input's own frame numbers (a single image is frame 0)."""
+    if len(frames) == 1:
+        return [0]
+    return [int(pattern.match(p.stem).group(2)) for p in frames]
