@@ -56,3 +56,24 @@ def write_cameras_json(objects: list[Any], scene: Any, path: str | Path) -> Path
     path = Path(path)
     path.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def cameras_in_scope(scene: Any, scope: str, collection: Any = None) -> list[Any]:
+    """The perspective cameras of ``scene`` chosen by ``scope`` (``scene.panoloop.camera_scope``).
+
+    ``ALL``: every camera object in the scene; ``SELECTED``: the selected ones (in the
+    active view layer); ``COLLECTION``: those in ``collection`` and its children. Sorted
+    by name so ``cameras.json`` is stable; non-perspective cameras are left out.
+    """
+    if scope == "ALL":
+        objects = scene.objects
+    elif scope == "SELECTED":
+        objects = [obj for obj in scene.objects if obj.select_get()]
+    elif scope == "COLLECTION":
+        if collection is None:
+            raise SceneError("camera scope is Collection but no collection is chosen")
+        objects = collection.all_objects
+    else:
+        raise SceneError(f"unknown camera scope {scope!r} (use ALL, SELECTED or COLLECTION)")
+    cameras = [obj for obj in objects if obj.type == "CAMERA" and obj.data.type == "PERSP"]
+    return sorted(cameras, key=lambda obj: obj.name)

@@ -165,7 +165,9 @@ class BlenderCamera:
         ycor = self.pixel_aspect_y / self.pixel_aspect_x
         fit = self.sensor_fit
         if fit == "AUTO":
-            wide = self.pixel_aspect_x * self.resolution_x >= self.pixel_aspect_y * self.resolution_y
+            wide = (
+                self.pixel_aspect_x * self.resolution_x >= self.pixel_aspect_y * self.resolution_y
+            )
             effective = "HORIZONTAL" if wide else "VERTICAL"
             sensor = self.sensor_width
         else:
@@ -195,18 +197,22 @@ class BlenderCamera:
         c2w[:3, 3] = self.position()
         return c2w @ BLENDER_TO_OPENCV
 
-    def pixel_rays(self) -> np.ndarray:
-        """Unit world directions through every pixel centre, shape (H, W, 3), row 0 at top."""
+    def pixel_rays(self, normalize: bool = True) -> np.ndarray:
+        """World directions through every pixel centre, shape (H, W, 3), row 0 at top.
+
+        Unit length unless ``normalize=False`` (then each ray has OpenCV depth 1, which
+        is all a direction → pixel lookup needs, and is cheaper).
+        """
         k = self.intrinsics()
-        cols = np.arange(self.resolution_x, dtype=np.float64) + 0.5
-        rows = np.arange(self.resolution_y, dtype=np.float64) + 0.5
-        x = (cols[None, :] - k[0, 2]) / k[0, 0]
-        y = (rows[:, None] - k[1, 2]) / k[1, 1]
-        # OpenCV camera frame: x right, y down, z forward.
-        local = np.stack(np.broadcast_arrays(x, y, np.ones_like(x)), axis=-1)
         rot_cv = self.camera_to_world_opencv()[:3, :3]
-        rays = local @ rot_cv.T
-        return rays / np.linalg.norm(rays, axis=-1, keepdims=True)
+        x = (np.arange(self.resolution_x, dtype=np.float64) + 0.5 - k[0, 2]) / k[0, 0]
+        y = (np.arange(self.resolution_y, dtype=np.float64) + 0.5 - k[1, 2]) / k[1, 1]
+        # OpenCV camera frame: x right, y down, z forward; world ray = R_cv @ (x, y, 1).
+        rays = x[None, :, None] * rot_cv[:, 0] + y[:, None, None] * rot_cv[:, 1]
+        rays += rot_cv[:, 2]
+        if normalize:
+            rays /= np.sqrt(np.einsum("...i,...i->...", rays, rays))[..., None]
+        return rays
 
     def project(self, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Project world directions (…, 3) to pixel coordinates (…, 2) (centres at +0.5).

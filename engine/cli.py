@@ -1,4 +1,4 @@
-"""The engine's command line: ``python -m engine views | animate | generate | export | worker | demo``.
+"""The engine command line: ``python -m engine COMMAND`` (views, animate, generate, export, …).
 
 Exit codes: 0 success; 2 bad input (one line on stderr naming the value, nothing
 written); 130 cancelled (nothing written); 1 any other failure.

@@ -170,9 +170,7 @@ def to_display_uint8(frame: np.ndarray, exposure: float = 0.0) -> np.ndarray:
     if frame.dtype == np.uint16:
         return (frame.astype(np.uint32) * 255 // 65535).astype(np.uint8)
     linear = np.clip(frame * np.float32(2.0**exposure), 0.0, 1.0)
-    srgb = np.where(
-        linear <= 0.0031308, linear * 12.92, 1.055 * np.power(linear, 1 / 2.4) - 0.055
-    )
+    srgb = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * np.power(linear, 1 / 2.4) - 0.055)
     return (srgb * 255.0 + 0.5).astype(np.uint8)
 
 

@@ -44,13 +44,16 @@ def direction_to_equirect(
     """World directions (…, 3) → continuous (column, row) in a W×H equirect, centres at +0.5.
 
     Columns lie in [0, W), rows in [0, H]. Directions need not be unit length.
+    float32 input is computed in float32 (fast map building), anything else in float64.
     """
-    d = np.asarray(directions, dtype=np.float64)
+    d = np.asarray(directions)
+    if d.dtype != np.float32:
+        d = d.astype(np.float64, copy=False)
     x, y, z = d[..., 0], d[..., 1], d[..., 2]
-    norm = np.sqrt(x * x + y * y + z * z)
-    u = 0.5 - np.arctan2(y, x) / (2 * math.pi)
+    u = 0.5 - np.arctan2(y, x) * (1 / (2 * math.pi))
     col = np.mod(u * width, width)
-    row = np.arccos(np.clip(z / np.where(norm > 0, norm, 1.0), -1.0, 1.0)) / math.pi * height
+    # atan2(|xy|, z) is acos(z/|d|) without normalising, and accurate at the poles.
+    row = np.arctan2(np.hypot(x, y), z) * (height / math.pi)
     return col, row
 
 
@@ -84,11 +87,23 @@ def pad_equirect(image: np.ndarray, pad: int = PAD) -> np.ndarray:
     height, width = image.shape[:2]
     if width % 2:
         raise ValueError(f"equirect width must be even to continue over the poles, got {width}")
-    half = width // 2
-    top = np.roll(image[pad - 1 :: -1] if pad else image[:0], half, axis=1)
-    bottom = np.roll(image[: height - pad - 1 : -1], half, axis=1)
-    tall = np.concatenate([top, image, bottom], axis=0)
-    return np.concatenate([tall[:, width - pad :], tall, tall[:, :pad]], axis=1)
+    if pad == 0:
+        return image
+    # Wrap all four sides in C, then replace the top and bottom bands: beyond a pole the
+    # sphere continues with the rows nearest that pole, half a revolution round.
+    out = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_WRAP)
+    if out.ndim == 2 and image.ndim == 3:
+        out = out[:, :, None]
+    for k in range(pad):
+        out[pad - 1 - k] = _wrapped_row(np.roll(image[k], width // 2, axis=0), pad)
+        out[height + pad + k] = _wrapped_row(
+            np.roll(image[height - 1 - k], width // 2, axis=0), pad
+        )
+    return out
+
+
+def _wrapped_row(row: np.ndarray, pad: int) -> np.ndarray:
+    return np.concatenate([row[-pad:], row, row[:pad]], axis=0)
 
 
 @dataclass(frozen=True)
@@ -126,7 +141,9 @@ def sampling_map(
         # round a centre-aligned sample to the wrong neighbour).
         map_x = np.floor(col + PAD).astype(np.float32)
         map_y = np.floor(np.minimum(row, height - 1e-9) + PAD).astype(np.float32)
-    map1, map2 = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2, nninterpolation=interpolation == "nearest")
+    map1, map2 = cv2.convertMaps(
+        map_x, map_y, cv2.CV_16SC2, nninterpolation=interpolation == "nearest"
+    )
     return SamplingMap(width, height, map1, map2, interpolation)
 
 
@@ -144,7 +161,11 @@ def remap_equirect(image: np.ndarray, smap: SamplingMap, padded: bool = False) -
             f"the map was built for {smap.source_width}x{smap.source_height}"
         )
     out = cv2.remap(
-        source, smap.map1, smap.map2, _CV_INTERP[smap.interpolation], borderMode=cv2.BORDER_REPLICATE
+        source,
+        smap.map1,
+        smap.map2,
+        _CV_INTERP[smap.interpolation],
+        borderMode=cv2.BORDER_REPLICATE,
     )
     if out.ndim == 2 and source.ndim == 3:
         out = out[:, :, None]
@@ -158,7 +179,7 @@ def camera_map(
     camera: BlenderCamera, width: int, height: int, interpolation: Interpolation = "linear"
 ) -> SamplingMap:
     """The sampling map that renders ``camera`` (perspective) from a W×H equirect."""
-    return sampling_map(camera.pixel_rays(), width, height, interpolation)
+    return sampling_map(camera.pixel_rays(normalize=False), width, height, interpolation)
 
 
 def equirect_to_camera(
@@ -188,12 +209,12 @@ def camera_to_equirect(
         )
     pixels, in_front = camera.project(equirect_directions(width, height))
     u, v = pixels[..., 0], pixels[..., 1]
-    covered = in_front & (u >= 0) & (u <= camera.resolution_x) & (v >= 0) & (v <= camera.resolution_y)
+    covered = (
+        in_front & (u >= 0) & (u <= camera.resolution_x) & (v >= 0) & (v <= camera.resolution_y)
+    )
     map_x = np.where(covered, u - 0.5, -10).astype(np.float32)
     map_y = np.where(covered, v - 0.5, -10).astype(np.float32)
-    out = cv2.remap(
-        image, map_x, map_y, _CV_INTERP[interpolation], borderMode=cv2.BORDER_REPLICATE
-    )
+    out = cv2.remap(image, map_x, map_y, _CV_INTERP[interpolation], borderMode=cv2.BORDER_REPLICATE)
     if out.ndim == 2 and image.ndim == 3:
         out = out[:, :, None]
     out[~covered] = 0

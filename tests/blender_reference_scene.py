@@ -83,8 +83,9 @@ def add_camera(scene: bpy.types.Scene, name: str, rotation_deg: tuple) -> bpy.ty
     return obj
 
 
-def render(scene: bpy.types.Scene, camera: bpy.types.Object, size: tuple, aspect: tuple,
-           path: Path) -> None:
+def render(
+    scene: bpy.types.Scene, camera: bpy.types.Object, size: tuple, aspect: tuple, path: Path
+) -> None:
     scene.camera = camera
     scene.render.resolution_x, scene.render.resolution_y = size
     scene.render.pixel_aspect_x, scene.render.pixel_aspect_y = aspect

@@ -1,0 +1,85 @@
+"""Shared fixtures: real input (Blender's bundled CC0 HDRIs) and camera descriptions."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def bundled_hdri_dir() -> Path:
+    """Blender's bundled studio-light HDRIs (1024×512 EXR), found without importing bpy."""
+    spec = importlib.util.find_spec("bpy")
+    if spec is None or spec.origin is None:
+        pytest.skip("the bpy module is not installed (pip install '.[test]')")
+    folders = sorted(Path(spec.origin).parent.glob("*/datafiles/studiolights/world"))
+    if not folders:
+        pytest.skip("bpy has no bundled studio-light HDRIs")
+    return folders[-1]
+
+
+@pytest.fixture(scope="session")
+def hdri_dir() -> Path:
+    return bundled_hdri_dir()
+
+
+@pytest.fixture(scope="session")
+def forest_hdri(hdri_dir: Path) -> Path:
+    return hdri_dir / "forest.exr"
+
+
+def euler_matrix(rx: float, ry: float, rz: float, location=(0.0, 0.0, 0.0)) -> list[list[float]]:
+    """Blender's XYZ Euler (degrees) as a 4×4 matrix_world (R = Rz·Ry·Rx)."""
+    ax, ay, az = (math.radians(a) for a in (rx, ry, rz))
+    rx_m = np.array([[1, 0, 0], [0, math.cos(ax), -math.sin(ax)], [0, math.sin(ax), math.cos(ax)]])
+    ry_m = np.array([[math.cos(ay), 0, math.sin(ay)], [0, 1, 0], [-math.sin(ay), 0, math.cos(ay)]])
+    rz_m = np.array([[math.cos(az), -math.sin(az), 0], [math.sin(az), math.cos(az), 0], [0, 0, 1]])
+    m = np.eye(4)
+    m[:3, :3] = rz_m @ ry_m @ rx_m
+    m[:3, 3] = location
+    return m.tolist()
+
+
+def camera_dict(name: str, rotation=(90, 0, -90), **overrides) -> dict:
+    """A cameras.json entry with Blender's defaults; rotation in degrees (XYZ Euler)."""
+    entry = {
+        "name": name,
+        "matrix_world": euler_matrix(*rotation),
+        "lens": 50.0,
+        "sensor_width": 36.0,
+        "sensor_height": 24.0,
+        "sensor_fit": "AUTO",
+        "shift_x": 0.0,
+        "shift_y": 0.0,
+        "resolution_x": 64,
+        "resolution_y": 48,
+        "pixel_aspect_x": 1.0,
+        "pixel_aspect_y": 1.0,
+    }
+    entry.update(overrides)
+    return entry
+
+
+@pytest.fixture
+def three_cameras_json(tmp_path: Path) -> Path:
+    """cameras.json with three cameras: looking at +X, straight up, and across the seam."""
+    path = tmp_path / "cameras.json"
+    path.write_text(
+        json.dumps(
+            [
+                camera_dict("Front", (90, 0, -90)),
+                camera_dict("Zenith", (0, 0, 0), lens=20.0),
+                camera_dict("Seam", (90, 0, 90), resolution_x=80, resolution_y=40),
+            ]
+        )
+    )
+    return path
