@@ -1,0 +1,59 @@
+"""``python -m engine animate``: a still equirect image → a seamless looping 360° video folder.
+
+Standard library only at import, so ``--help`` and the argument checks are instant; the
+work is in :func:`engine.animate.pipeline.animate_panorama`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..jobs import JobContext
+
+HELP = "animate a still equirect image (EXR/HDR/PNG/JPG) into a seamless looping 360° video"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", type=Path, help="equirect still (2:1): EXR, HDR, PNG or JPG")
+    parser.add_argument("--out", required=True, type=Path, help="new output folder")
+    parser.add_argument(
+        "--seconds", type=float, default=4.0, help="loop length in seconds (default 4)"
+    )
+    parser.add_argument("--fps", type=float, default=24.0, help="frames per second (default 24)")
+    parser.add_argument(
+        "--mask",
+        type=Path,
+        help="motion mask, same size as IMAGE: white moves, black stays exactly still "
+        "(default: estimated from the image)",
+    )
+    parser.add_argument(
+        "--strength",
+        type=float,
+        default=1.0,
+        help="motion amplitude multiplier, >= 0 (0 reproduces the still; default 1)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the motion (default 0)")
+    parser.add_argument(
+        "--motion",
+        type=Path,
+        help="reuse a spectral volume (.npz, e.g. OUT/motion.npz of an earlier run) "
+        "instead of predicting one; --mask then further limits it",
+    )
+
+
+def run(args: argparse.Namespace, ctx: JobContext) -> Path:
+    """Check every input, then write the output folder atomically; returns ``--out``."""
+    from .pipeline import animate_panorama
+
+    return animate_panorama(
+        args.image,
+        args.out,
+        seconds=args.seconds,
+        fps=args.fps,
+        mask_path=args.mask,
+        strength=args.strength,
+        seed=args.seed,
+        motion_path=args.motion,
+        ctx=ctx,
+    )

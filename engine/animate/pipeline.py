@@ -1,0 +1,299 @@
+"""Still equirect panorama → seamless looping 360° video (the ``animate`` job).
+
+Reads as numbered steps: check inputs → predict (or load) the motion → prepare the
+renderer → render, write and encode every frame → manifest; the output folder is
+written to a temporary sibling and renamed into place whole.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInput
+from ..jobs import JobContext
+from ..media import (
+    FRAMES_DIR,
+    PREVIEW_NAME,
+    atomic_output_dir,
+    check_equirect_shape,
+    check_output_free,
+    encode_mp4,
+    frame_path,
+    panorama_manifest,
+    read_image,
+    to_display_uint8,
+    write_image,
+    write_manifest,
+)
+from .priors import MotionPrior, ProceduralPrior
+from .spectral import MotionTexture, SpectralVolume, check_volume, load_volume, save_volume
+from .splat import SoftmaxSplatter
+
+#: The motion used is always saved next to the frames, so it can be reused or edited.
+MOTION_NAME = "motion.npz"
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def frame_count(seconds: float, fps: float) -> int:
+    """Frames in a loop of ``seconds`` at ``fps``: must be a whole number ≥ 2."""
+    for name, value in (("seconds", seconds), ("fps", fps)):
+        if not math.isfinite(value) or value <= 0:
+            raise BadInput(f"{name} must be a positive number, got {value}")
+    frames = seconds * fps
+    rounded = round(frames)
+    if abs(frames - rounded) > 1e-6 * max(1.0, frames):
+        raise BadInput(
+            f"seconds × fps = {seconds} × {fps} = {frames:g} frames; it must be a whole number"
+        )
+    if rounded < 2:
+        raise BadInput(f"a loop needs at least 2 frames, got seconds × fps = {rounded}")
+    return int(rounded)
+
+
+def check_strength(strength: float) -> float:
+    """Motion strength: a finite number ≥ 0 (0 = the still image)."""
+    if not math.isfinite(strength) or strength < 0:
+        raise BadInput(f"strength must be a finite number >= 0, got {strength}")
+    return float(strength)
+
+
+def check_seed(seed: int) -> int:
+    if seed < 0:
+        raise BadInput(f"seed must be >= 0, got {seed}")
+    return int(seed)
+
+
+def read_panorama_image(path: Path) -> np.ndarray:
+    """The still to animate: readable, 2:1, width a multiple of 4, finite values."""
+    image = read_image(path)
+    height, width = image.shape[:2]
+    check_equirect_shape(width, height, path)
+    if width % 4 or width < 8:
+        raise BadInput(f"panorama {path} is {width}x{height}; width must be a multiple of 4, >= 8")
+    if image.dtype.kind == "f" and not np.all(np.isfinite(image)):
+        raise BadInput(f"panorama {path} contains NaN or infinite pixel values")
+    return image
+
+
+def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A motion mask as (H, W) float32 in [0, 1]: white moves, black (0) stays exactly still.
+
+    Any image type; colour masks use the mean of R, G, B. Must match the panorama's size.
+    """
+    mask = read_image(path)
+    if mask.shape[:2] != shape:
+        raise BadInput(
+            f"mask {path} is {mask.shape[1]}x{mask.shape[0]}; the panorama is {shape[1]}x{shape[0]}"
+        )
+    if mask.dtype.kind == "f":
+        if not np.all(np.isfinite(mask)):
+            raise BadInput(f"mask {path} contains NaN or infinite values")
+        values = np.clip(mask, 0.0, 1.0)
+    else:
+        values = mask.astype(np.float32) / np.float32(np.iinfo(mask.dtype).max)
+    return values.mean(axis=2).astype(np.float32)
+
+
+def read_motion(path: Path, shape: tuple[int, int], mask: np.ndarray | None) -> SpectralVolume:
+    """A saved spectral volume for this panorama; a mask further multiplies its amplitude."""
+    volume = load_volume(path)
+    if volume.image_shape != shape:
+        raise BadInput(
+            f"motion file {path} was made for {volume.image_shape[1]}x{volume.image_shape[0]}; "
+            f"the panorama is {shape[1]}x{shape[0]}"
+        )
+    if mask is not None:
+        volume = SpectralVolume(
+            volume.coefficients,
+            volume.frequencies,
+            volume.amplitude * mask,
+            volume.prior,
+            volume.info,
+        )
+    return volume
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+class LoopRenderer:
+    """Frames of ``image`` moved by ``volume`` over a loop of ``frames`` frames.
+
+    Frame ``t`` and ``t + frames`` are identical; pixels of amplitude 0 equal the input
+    bit for bit; ``strength`` scales every displacement (0 reproduces the input).
+    """
+
+    def __init__(
+        self, image: np.ndarray, volume: SpectralVolume, frames: int, strength: float = 1.0
+    ):
+        height, width = image.shape[:2]
+        if volume.image_shape != (height, width):
+            raise BadInput(
+                f"motion amplitude is {volume.image_shape[1]}x{volume.image_shape[0]}, "
+                f"image is {width}x{height}"
+            )
+        self.frames = frames
+        pixels_per_radian = width / (2 * math.pi)
+        self.texture = MotionTexture(volume, frames, scale=pixels_per_radian * strength)
+        # Softmax weight and row-band size need the whole loop's motion; it is coarse, cheap.
+        every = self.texture.all_frames()
+        mean_motion = np.sqrt(every[:, 0] ** 2 + every[:, 1] ** 2).mean(axis=0)
+        max_row_shift = float(np.abs(every[:, 1]).max(initial=0.0)) * float(
+            volume.amplitude.max(initial=0.0)
+        )
+        self.splatter = SoftmaxSplatter(image, volume.amplitude, mean_motion, max_row_shift)
+        self._motion = np.empty(self.texture.shape, dtype=np.float32)
+
+    def frame(self, t: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Frame ``t`` (periodic in ``frames``), same dtype as the input image."""
+        return self.splatter.render(self.texture.frame(t, self._motion), out)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for t in range(self.frames):
+            yield self.frame(t)
+
+
+def render_loop(
+    image: np.ndarray, volume: SpectralVolume, frames: int, strength: float = 1.0
+) -> list[np.ndarray]:
+    """All frames of the loop in memory (library use and tests; frame 0 is not repeated)."""
+    return list(LoopRenderer(image, check_volume(volume), frames, strength))
+
+
+# --------------------------------------------------------------------------- the job
+
+
+@dataclass(frozen=True)
+class AnimateRequest:
+    """Everything ``animate`` needs, already checked (see :func:`check_request`)."""
+
+    image_path: Path
+    out: Path
+    image: np.ndarray
+    frames: int
+    seconds: float
+    fps: float
+    strength: float
+    seed: int
+    mask: np.ndarray | None
+    mask_path: Path | None
+    motion: SpectralVolume | None
+    motion_path: Path | None
+
+
+def check_request(
+    image_path: Path,
+    out: Path,
+    *,
+    seconds: float = 4.0,
+    fps: float = 24.0,
+    mask_path: Path | None = None,
+    strength: float = 1.0,
+    seed: int = 0,
+    motion_path: Path | None = None,
+) -> AnimateRequest:
+    """Check every input (cheap ones first); raises :class:`BadInput`, writes nothing."""
+    image_path, out = Path(image_path), Path(out)
+    frames = frame_count(seconds, fps)
+    strength = check_strength(strength)
+    seed = check_seed(seed)
+    check_output_free(out)
+    image = read_panorama_image(image_path)
+    shape = image.shape[:2]
+    mask = read_mask(Path(mask_path), shape) if mask_path is not None else None
+    motion = read_motion(Path(motion_path), shape, mask) if motion_path is not None else None
+    return AnimateRequest(
+        image_path, out, image, frames, seconds, fps, strength, seed,
+        mask, Path(mask_path) if mask_path else None,
+        motion, Path(motion_path) if motion_path else None,
+    )  # fmt: skip
+
+
+def animate_panorama(
+    image_path: Path,
+    out: Path,
+    *,
+    seconds: float = 4.0,
+    fps: float = 24.0,
+    mask_path: Path | None = None,
+    strength: float = 1.0,
+    seed: int = 0,
+    motion_path: Path | None = None,
+    prior: MotionPrior | None = None,
+    ctx: JobContext | None = None,
+) -> Path:
+    """Animate a still equirect image into a looping output folder at ``out``; returns it.
+
+    ``out`` gets ``frames/`` (float EXR for EXR/HDR input, HDR kept; PNG for 8/16-bit
+    input; numbered from 0, no repeated loop frame), ``panorama.mp4`` (8-bit preview),
+    ``motion.npz`` (the spectral volume used, before ``strength``) and ``manifest.json``.
+    """
+    ctx = ctx or JobContext()
+    prior = prior or ProceduralPrior()
+    # 1. Check inputs: nothing is written before all of them pass.
+    req = check_request(
+        image_path, out, seconds=seconds, fps=fps, mask_path=mask_path,
+        strength=strength, seed=seed, motion_path=motion_path,
+    )  # fmt: skip
+    # 2. Motion: the prior's spectral volume, or the one the user saved.
+    with ctx.timed("motion"):
+        volume = req.motion or prior.spectral_volume(req.image, mask=req.mask, seed=req.seed)
+        volume = check_volume(volume, f"motion from prior {prior.name!r}")
+    ctx.cancel.check()
+    with atomic_output_dir(req.out) as tmp:
+        # 3. Prepare the renderer (tables, softmax weights, compiled kernels).
+        with ctx.timed("prepare"):
+            renderer = LoopRenderer(req.image, volume, req.frames, req.strength)
+            save_volume(tmp / MOTION_NAME, volume)
+        # 4. Render, write and encode, frame by frame (the preview streams to ffmpeg).
+        (tmp / FRAMES_DIR).mkdir()
+        start = time.perf_counter()
+        encode_mp4(_render_and_write(renderer, tmp / FRAMES_DIR, ctx), tmp / PREVIEW_NAME, req.fps)
+        elapsed = time.perf_counter() - start
+        spent = ctx.timings.get("render", 0.0) + ctx.timings.get("write_frames", 0.0)
+        ctx.timings["encode_preview"] = round(max(elapsed - spent, 0.0), 4)
+        # 5. Manifest: the contract fields, then how it was made.
+        height, width = req.image.shape[:2]
+        manifest = panorama_manifest(
+            width=width,
+            height=height,
+            frames=req.frames,
+            fps=req.fps,
+            loop=True,
+            kind="animate",
+            seconds=req.seconds,
+            frame_type=req.image.dtype.name,
+            source=str(req.image_path),
+            mask=str(req.mask_path) if req.mask_path else None,
+            motion_file=MOTION_NAME,
+            motion_source=str(req.motion_path) if req.motion_path else "prior",
+            prior=volume.prior,
+            seed=req.seed,
+            strength=req.strength,
+            frequencies=volume.frequencies.tolist(),
+            motion_grid=[volume.grid_shape[1], volume.grid_shape[0]],
+            timings=ctx.timings,
+        )
+        write_manifest(tmp, manifest)
+    return req.out
+
+
+def _render_and_write(
+    renderer: LoopRenderer, folder: Path, ctx: JobContext
+) -> Iterator[np.ndarray]:
+    """Render each frame, write it, and yield its 8-bit preview to the encoder."""
+    for t in range(renderer.frames):
+        ctx.step("animate", t + 1, renderer.frames)
+        with ctx.timed("render"):
+            frame = renderer.frame(t)
+        with ctx.timed("write_frames"):
+            write_image(frame_path(folder, t, frame.dtype), frame)
+        yield to_display_uint8(frame)

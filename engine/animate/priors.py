@@ -1,0 +1,254 @@
+"""Motion priors: a still equirect image → a :class:`~engine.animate.spectral.SpectralVolume`.
+
+:class:`MotionPrior` is the interface a learned model (GID's latent diffusion over
+spectral volumes) would implement; :class:`ProceduralPrior` is the built-in one, needing
+no weights:
+
+- the power of each motion kind falls exponentially with temporal frequency, as GID
+  measured on natural videos;
+- the per-frequency coefficients are spatially coherent complex Gaussian random fields
+  (white noise blurred on the sphere: wrapping in longitude and continuing over the
+  poles), so neighbouring pixels sway together and the 360° seam does not exist;
+- *where* things move comes from the user's mask (white moves, black stays exactly
+  still, grey in between) or, without one, from an estimate on the image itself:
+  smooth sky above the horizon → slow horizontal drift, green textured regions →
+  sway, smooth bluish regions below the horizon → ripple, the rest (ground,
+  buildings, rooms) → still.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..projection import pad_equirect
+from .spectral import K, SpectralVolume
+from .splat import upsample_grid
+
+#: Width of the coarse motion grid (motion is smooth; the renderer interpolates it).
+GRID_WIDTH = 256
+#: Width at which the image is analysed for the automatic motion estimate.
+ANALYSIS_WIDTH = 512
+#: Amplitudes below this are rounded to exactly still (so "still" is really still).
+STILL_BELOW = 0.02
+
+
+@dataclass(frozen=True)
+class MotionKind:
+    """One kind of natural motion: how big, how fast its power falls, how coherent.
+
+    ``rms`` is the root-mean-square displacement over the loop in radians of equirect
+    angle (2π/1024 rad = 1 pixel of a 1024-wide panorama); the power at frequency k
+    (k = 1, 2, …) falls as exp(−(k−1)/decay); ``correlation`` is the spatial blur
+    (σ) as a fraction of the panorama width; ``direction`` weighs (column, row).
+    """
+
+    name: str
+    rms: float
+    decay: float
+    correlation: float
+    direction: tuple[float, float]
+
+
+_PIXEL_1K = 2 * math.pi / 1024
+#: The built-in motion kinds (amplitudes chosen to read as calm natural motion).
+DRIFT = MotionKind(
+    "drift", rms=5.0 * _PIXEL_1K, decay=0.6, correlation=1 / 24, direction=(1.0, 0.15)
+)
+SWAY = MotionKind("sway", rms=2.0 * _PIXEL_1K, decay=2.5, correlation=1 / 96, direction=(1.0, 0.5))
+RIPPLE = MotionKind(
+    "ripple", rms=1.0 * _PIXEL_1K, decay=5.0, correlation=1 / 256, direction=(0.3, 1.0)
+)
+KINDS = (DRIFT, SWAY, RIPPLE)
+
+
+class MotionPrior(abc.ABC):
+    """Predicts the motion of a still panorama as a spectral volume.
+
+    Implementations take the (H, W, 3) image (float32 linear or uint8/uint16 sRGB, row
+    0 = +Z, centre column = +X), an optional (H, W) float32 mask in [0, 1] (0 = still),
+    and a seed; the same inputs must give the same volume. A learned prior would
+    predict GID-normalised coefficients and :func:`~engine.animate.spectral.denormalize`
+    them.
+    """
+
+    #: Recorded in the manifest and the motion file.
+    name: str = "abstract"
+
+    @abc.abstractmethod
+    def spectral_volume(
+        self, image: np.ndarray, *, mask: np.ndarray | None, seed: int
+    ) -> SpectralVolume:
+        """The spectral volume for ``image``; its amplitude is 0 wherever ``mask`` is 0."""
+
+
+class ProceduralPrior(MotionPrior):
+    """The built-in, weight-free prior (see the module doc)."""
+
+    name = "procedural"
+
+    def __init__(self, grid_width: int = GRID_WIDTH, kinds: tuple[MotionKind, ...] = KINDS) -> None:
+        self.grid_width = grid_width
+        self.kinds = kinds
+
+    def spectral_volume(
+        self, image: np.ndarray, *, mask: np.ndarray | None, seed: int
+    ) -> SpectralVolume:
+        height, width = image.shape[:2]
+        gw = min(self.grid_width, width)
+        gh = gw // 2
+        # 1. Where each kind of motion happens (coarse shares), and how much moves (full res).
+        shares = motion_kind_shares(image)
+        if mask is None:
+            moving = np.clip(shares.sum(axis=0), 0.0, 1.0)
+            amplitude = upsample_grid(moving, height, width)
+            amplitude[amplitude < STILL_BELOW] = 0.0
+        else:
+            amplitude = np.asarray(mask, dtype=np.float32).copy()
+        coarse_shares = _normalised_shares(_resize_stack(shares, gh, gw))
+        # 2. One coherent random field per kind, frequency and component.
+        rng = np.random.Generator(np.random.PCG64(seed))
+        frequencies = np.arange(1, K + 1, dtype=np.int64)
+        coefficients = np.zeros((K, 2, gh, gw), dtype=np.complex64)
+        for kind, share in zip(self.kinds, coarse_shares, strict=True):
+            fields = kind_coefficients(kind, frequencies, gh, gw, rng)
+            coefficients += (fields * share[None, None]).astype(np.complex64)
+        return SpectralVolume(
+            coefficients,
+            frequencies,
+            amplitude.astype(np.float32),
+            self.name,
+            {"kinds": [k.name for k in self.kinds], "seed": seed},
+        )
+
+
+def kind_coefficients(
+    kind: MotionKind, frequencies: np.ndarray, height: int, width: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Coherent complex Gaussian coefficients (K, 2, h, w) of one motion kind, radians.
+
+    Per frequency k the expected power is ∝ exp(−(k−1)/decay), normalised so the total
+    RMS displacement over the loop is ``kind.rms`` where the kind has full share.
+    """
+    power = np.exp(-(frequencies - 1) / kind.decay)
+    direction = np.asarray(kind.direction, dtype=np.float64)
+    direction = direction / np.sqrt(np.sum(direction**2))
+    # E|Re(S e^{iθ})|² = |S|²/2 per frequency, summed over frequencies and components.
+    per_frequency = np.sqrt(2.0 * power / power.sum()) * kind.rms
+    sigma = max(kind.correlation * width, 0.5)
+    out = np.empty((len(frequencies), 2, height, width), dtype=np.complex64)
+    for k in range(len(frequencies)):
+        for c in range(2):
+            re = spherical_noise(rng, height, width, sigma)
+            im = spherical_noise(rng, height, width, sigma)
+            # Re and Im unit-variance each → E|S|² = 2; halve it to 1 before scaling.
+            out[k, c] = (re + 1j * im) * (per_frequency[k] * direction[c] / math.sqrt(2.0))
+    return out
+
+
+def spherical_noise(rng: np.random.Generator, height: int, width: int, sigma: float) -> np.ndarray:
+    """Unit-variance Gaussian noise blurred by ``sigma`` grid pixels on the equirect sphere."""
+    noise = rng.standard_normal((height, width)).astype(np.float32)
+    field = wrapped_blur(noise, sigma)
+    std = float(field.std())
+    return field / std if std > 0 else field
+
+
+def wrapped_blur(field: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of an equirect field that wraps across the seam and over the poles."""
+    import cv2
+
+    height = field.shape[0]
+    pad = min(int(math.ceil(3 * sigma)) + 1, height - 1)
+    padded = pad_equirect(np.ascontiguousarray(field, dtype=np.float32), pad)
+    blurred = cv2.GaussianBlur(
+        padded, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT
+    )
+    return blurred[pad : pad + height, pad : pad + field.shape[1]]
+
+
+# --------------------------------------------------------------------------- image analysis
+
+
+def motion_kind_shares(image: np.ndarray, width: int = ANALYSIS_WIDTH) -> np.ndarray:
+    """How much of each kind (drift, sway, ripple) moves at each analysed pixel.
+
+    Returns (3, h, w) float32 in [0, 1] at ``min(width, W)`` wide; the rest is still.
+    Heuristics on linear colour: smooth (low local log-luminance contrast) regions above
+    the horizon that are not warm → sky drift; greenish textured regions → sway; smooth
+    bluish regions below the horizon → ripple.
+    """
+    import cv2
+
+    height0, width0 = image.shape[:2]
+    w = min(width, width0)
+    h = w // 2
+    linear = _to_linear(image)
+    small = cv2.resize(linear, (w, h), interpolation=cv2.INTER_AREA) if w != width0 else linear
+    small = np.maximum(small, 0.0)
+    luminance = small @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+    floor = 1e-3 * float(np.median(luminance)) + 1e-6
+    log_lum = np.log(luminance + floor)
+    sigma = 1.5 * w / ANALYSIS_WIDTH
+    mean = wrapped_blur(log_lum, sigma)
+    texture = np.sqrt(np.maximum(wrapped_blur(log_lum * log_lum, sigma) - mean * mean, 0.0))
+    total = small.sum(axis=2) + 3 * floor
+    red, green, blue = small[..., 0], small[..., 1], small[..., 2]
+    greenness = (green - np.maximum(red, blue)) / total  # yellow and grey are not foliage
+    coolness = (blue - red) / total  # sky and water are blue or neutral, not warm
+    elevation = 90.0 - (np.arange(h, dtype=np.float32) + 0.5) / h * 180.0
+    above = _smoothstep(elevation, 2.0, 8.0)[:, None]
+    below = _smoothstep(-elevation, 2.0, 8.0)[:, None]
+    smooth = 1.0 - _smoothstep(texture, 0.05, 0.2)
+    textured = _smoothstep(texture, 0.08, 0.3)
+    # Sky is brighter than the panorama's median (a dark wall or ceiling is not sky);
+    # water is darker than the sky it reflects (a lit white floor is not water).
+    relative = luminance / (float(np.median(luminance)) + floor)
+    sky_level = float(np.median(luminance[elevation > 10.0])) if np.any(elevation > 10.0) else 0.0
+    sky = above * smooth * _smoothstep(relative, 0.8, 1.5) * _smoothstep(coolness, -0.08, -0.02)
+    foliage = _smoothstep(greenness, 0.0, 0.04) * textured
+    darker_than_sky = 1.0 - _smoothstep(luminance / (sky_level + floor), 0.8, 1.2)
+    water = below * smooth * _smoothstep(coolness, 0.0, 0.05) * darker_than_sky
+    shares = np.stack([sky, foliage, water]).astype(np.float32)
+    blur = 2.0 * w / ANALYSIS_WIDTH
+    return np.stack([np.clip(wrapped_blur(s, blur), 0.0, 1.0) for s in shares])
+
+
+def _to_linear(image: np.ndarray) -> np.ndarray:
+    if image.dtype.kind == "f":
+        return np.nan_to_num(image.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    encoded = image.astype(np.float32) / np.float32(np.iinfo(image.dtype).max)
+    return np.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4).astype(
+        np.float32
+    )
+
+
+def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    t = np.clip((np.asarray(x, dtype=np.float32) - lo) / (hi - lo), 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def _resize_stack(stack: np.ndarray, height: int, width: int) -> np.ndarray:
+    import cv2
+
+    if stack.shape[1:] == (height, width):
+        return stack
+    return np.stack([cv2.resize(s, (width, height), interpolation=cv2.INTER_AREA) for s in stack])
+
+
+def _normalised_shares(shares: np.ndarray) -> np.ndarray:
+    """Mix of kinds per coarse pixel, summing to 1 (sway where the image suggests none).
+
+    The *amount* of motion is the amplitude map; the coarse shares only say which kind,
+    so a user's mask over a region the estimate calls still still sways.
+    """
+    total = shares.sum(axis=0)
+    fallback = np.zeros_like(shares)
+    fallback[1] = 1.0  # sway
+    weight = np.clip(total / 0.05, 0.0, 1.0)
+    safe = np.where(total > 0, total, 1.0)
+    mixed = shares / safe[None] * weight[None] + fallback * (1.0 - weight[None])
+    return mixed.astype(np.float32)
