@@ -1,0 +1,115 @@
+"""Where PanoLoop's files live and how the engine's own Python is started.
+
+The engine never runs inside Blender: it runs in a separate Python (the ``engine_python``
+preference), started with the extension folder on ``PYTHONPATH`` so that interpreter
+imports the very ``engine`` package shipped in the extension zip. Nothing is written
+inside the extension folder: the default environment, jobs and outputs live in the
+extension's user folder (``bpy.utils.extension_path_user``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import bpy
+
+#: The extension's root package (``bl_ext.<repo>.panoloop`` when installed as an extension).
+ADDON_PACKAGE = __package__.rpartition(".")[0]
+#: The extension folder: it holds ``engine/`` next to ``blender_addon/``.
+EXTENSION_DIR = Path(__file__).resolve().parents[1]
+#: Sub-folders of the extension user folder.
+ENV_DIR_NAME = "engine-env"
+OUTPUTS_DIR_NAME = "outputs"
+JOBS_DIR_NAME = "jobs"
+
+
+class AddonError(Exception):
+    """A failure the user can act on: ``fix`` says where (shown under the error)."""
+
+    def __init__(self, message: str, fix: str = "") -> None:
+        super().__init__(message)
+        self.fix = fix
+
+    def report_text(self) -> str:
+        return f"{self} — {self.fix}" if self.fix else str(self)
+
+
+def user_dir() -> Path:
+    """The extension's user folder (created on first use); never the extension folder."""
+    return Path(bpy.utils.extension_path_user(ADDON_PACKAGE, create=True))
+
+
+def preferences() -> Any:
+    """The add-on preferences (``PanoLoopPreferences``)."""
+    return bpy.context.preferences.addons[ADDON_PACKAGE].preferences
+
+
+def venv_python(env_dir: Path) -> Path:
+    """The interpreter inside a virtual environment folder, per platform."""
+    if sys.platform == "win32":
+        return env_dir / "Scripts" / "python.exe"
+    return env_dir / "bin" / "python"
+
+
+def default_env_dir() -> Path:
+    return user_dir() / ENV_DIR_NAME
+
+
+def engine_python() -> Path:
+    """The Python that runs the engine: the preference, else PanoLoop's own environment."""
+    chosen = preferences().engine_python.strip()
+    if chosen:
+        return Path(bpy.path.abspath(chosen))
+    return venv_python(default_env_dir())
+
+
+def checked_engine_python() -> Path:
+    """:func:`engine_python`, refusing one that does not exist with the fix to apply."""
+    python = engine_python()
+    if not python.is_file():
+        raise AddonError(
+            f"engine Python not found: {python}",
+            "Preferences > Add-ons > PanoLoop: click Set Up Engine, "
+            "or set Engine Python to a Python with the engine's requirements",
+        )
+    return python
+
+
+def output_root() -> Path:
+    """Folder receiving finished outputs: the preference, else ``<user folder>/outputs``."""
+    chosen = preferences().output_dir.strip()
+    root = Path(bpy.path.abspath(chosen)) if chosen else user_dir() / OUTPUTS_DIR_NAME
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def jobs_root() -> Path:
+    root = user_dir() / JOBS_DIR_NAME
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def worker_environment(*, online: bool) -> dict[str, str]:
+    """Environment of a worker: the extension on PYTHONPATH, hub offline unless allowed.
+
+    ``HF_HUB_OFFLINE`` is read when huggingface_hub is imported, so it must be set in
+    the worker's environment; it follows Blender's Online Access setting.
+    """
+    env = dict(os.environ)
+    # Blender's own Python settings must not leak into another interpreter.
+    for name in ("PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE"):
+        env.pop(name, None)
+    paths = [str(EXTENSION_DIR)]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    if online:
+        env.pop("HF_HUB_OFFLINE", None)
+    else:
+        env["HF_HUB_OFFLINE"] = "1"
+    return env

@@ -1,0 +1,214 @@
+"""Scene settings → an engine job: command line, job folder, output path, what to do after.
+
+Every check that can be made in Blender without loading images or models happens here,
+before anything starts, and fails with an :class:`AddonError` whose ``fix`` says where
+to look. The engine repeats its own checks (it is the authority on its inputs).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import bpy
+
+from . import engine_env, world
+from .engine_env import AddonError
+from .runner import Job
+from .scene_io import SceneError, cameras_in_scope, write_cameras_json
+
+#: ``device`` preference → the engine's ``--device``; precision → ``--dtype``.
+DEVICE_FLAGS = {"AUTO": "auto", "CUDA": "cuda", "MPS": "mps", "CPU": "cpu"}
+DTYPE_FLAGS = {"AUTO": "auto", "FP16": "float16", "BF16": "bfloat16", "FP32": "float32"}
+ONLINE_FIX = (
+    "allow Online Access in Preferences > System > Network, "
+    "or set the PanoLoop Model preference to a local folder"
+)
+
+
+def frame_count(seconds: float, fps: int) -> int:
+    """Frames of a loop of ``seconds`` at ``fps``; refuses a fractional count."""
+    frames = seconds * fps
+    if frames < 1 or abs(frames - round(frames)) > 1e-6:
+        raise AddonError(
+            f"{seconds:g} s at {fps} fps is {frames:g} frames; a loop needs a whole number",
+            "change Seconds or FPS so that Seconds × FPS is a whole number",
+        )
+    return round(frames)
+
+
+def new_output_path(scene: Any, kind: str) -> Path:
+    """A fresh folder name under the output root: ``<scene>-<kind>-<date>-<time>``."""
+    root = engine_env.output_root()
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{scene.name}-{kind}").strip("_")
+    stem = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = root / stem, 1
+    while path.exists() or any(root.glob(f".{path.name}.partial-*")):
+        n += 1
+        path = root / f"{stem}-{n}"
+    return path
+
+
+def apply_world_when_done(scene_name: str) -> Callable[[Job], None]:
+    """``on_done`` for jobs producing a panorama: make it the scene's looping World."""
+
+    def on_done(job: Job) -> None:
+        scene = bpy.data.scenes.get(scene_name)
+        if scene is None:
+            raise AddonError(f"scene {scene_name!r} is gone; the loop is in {job.result}")
+        world.apply_panorama(scene, job.result)
+
+    return on_done
+
+
+def worker_job(
+    label: str,
+    command: str,
+    argv: list[str],
+    *,
+    output: Path,
+    online: bool,
+    on_done: Callable[[Job], None] | None = None,
+    job_dir: Path | None = None,
+) -> Job:
+    """A :class:`Job` running ``python -m engine worker`` on ``command argv``."""
+    job_dir = job_dir or Path(tempfile.mkdtemp(prefix=f"{command}-", dir=engine_env.jobs_root()))
+    job_file = job_dir / "job.json"
+    job_file.write_text(json.dumps({"command": command, "argv": argv}, indent=2) + "\n")
+    python = engine_env.checked_engine_python()
+    return Job(
+        label=label,
+        command=[str(python), "-m", "engine", "worker", "--job", str(job_file)],
+        env=engine_env.worker_environment(online=online),
+        job_dir=job_dir,
+        output=output,
+        on_done=on_done,
+    )
+
+
+def source_image_path(scene: Any) -> Path:
+    """The still to animate: ``source_image``, else the World's environment image file."""
+    settings = scene.panoloop
+    if settings.source_image.strip():
+        return Path(bpy.path.abspath(settings.source_image.strip()))
+    image = world.world_environment_image(scene.world)
+    if image is None:
+        raise AddonError(
+            "nothing to animate: Source Image is empty and the World has no environment image",
+            "set Source Image in the PanoLoop panel, or give the World an Environment Texture",
+        )
+    if image.source != "FILE" or image.packed_file is not None or not image.filepath:
+        raise AddonError(
+            f"the World's image {image.name!r} is not a still image file on disk",
+            "set Source Image to a 2:1 image file (unpack or save the World's image first)",
+        )
+    width, height = image.size
+    if width != 2 * height:
+        raise AddonError(
+            f"the World's image {image.name!r} is {width}x{height}; an equirect panorama is 2:1",
+            "choose a 2:1 image as Source Image",
+        )
+    return Path(bpy.path.abspath(image.filepath, library=image.library))
+
+
+def animate_job(scene: Any) -> Job:
+    """``engine animate`` on the scene's source image; the result becomes the World."""
+    settings = scene.panoloop
+    source = source_image_path(scene)
+    if not source.is_file():
+        raise AddonError(f"source image not found: {source}", "check Source Image")
+    frame_count(settings.seconds, settings.fps)
+    output = new_output_path(scene, "animate")
+    argv = [
+        str(source),
+        "--out", str(output),
+        "--seconds", repr(float(settings.seconds)),
+        "--fps", str(settings.fps),
+        "--strength", repr(float(settings.strength)),
+        "--seed", str(settings.seed),
+    ]  # fmt: skip
+    if settings.motion_mask.strip():
+        argv += ["--mask", bpy.path.abspath(settings.motion_mask.strip())]
+    return worker_job(
+        f"Animate {source.name}",
+        "animate",
+        argv,
+        output=output,
+        online=bpy.app.online_access,
+        on_done=apply_world_when_done(scene.name),
+    )
+
+
+def model_is_local(model: str) -> bool:
+    return Path(bpy.path.abspath(model)).is_dir()
+
+
+def generate_job(scene: Any) -> Job:
+    """``engine generate`` from the scene's prompt, aware of its cameras."""
+    settings = scene.panoloop
+    prefs = engine_env.preferences()
+    if not settings.prompt.strip():
+        raise AddonError("the prompt is empty", "write a Prompt in the PanoLoop panel")
+    model = prefs.model.strip()
+    if not model:
+        raise AddonError(
+            "no model chosen",
+            "Preferences > Add-ons > PanoLoop: set Model to a hub id or a local folder",
+        )
+    if settings.width != 2 * settings.height:
+        raise AddonError(
+            f"size {settings.width}x{settings.height} is not 2:1",
+            "pick a size preset or make Width twice Height",
+        )
+    frames = frame_count(settings.seconds, settings.fps)
+    local = model_is_local(model)
+    online = bpy.app.online_access
+    output = new_output_path(scene, "generate")
+    job_dir = Path(tempfile.mkdtemp(prefix="generate-", dir=engine_env.jobs_root()))
+    argv = [
+        "--prompt", settings.prompt,
+        "--model", bpy.path.abspath(model) if local else model,
+        "--out", str(output),
+        "--width", str(settings.width),
+        "--height", str(settings.height),
+        "--frames", str(frames),
+        "--fps", str(settings.fps),
+        "--steps", str(settings.steps),
+        "--guidance", repr(float(settings.guidance)),
+        "--seed", str(settings.seed),
+        "--device", DEVICE_FLAGS[prefs.device],
+        "--dtype", DTYPE_FLAGS[prefs.precision],
+    ]  # fmt: skip
+    if settings.negative_prompt.strip():
+        argv += ["--negative", settings.negative_prompt]
+    if prefs.motion_adapter.strip():
+        argv += ["--motion-adapter", prefs.motion_adapter.strip()]
+    if prefs.cpu_offload:
+        argv.append("--cpu-offload")
+    if prefs.vae_slicing:
+        argv.append("--vae-slicing")
+    if not online:
+        argv.append("--offline")
+    try:
+        cameras = cameras_in_scope(scene, settings.camera_scope, settings.camera_collection)
+        if cameras:
+            argv += ["--cameras", str(write_cameras_json(cameras, scene, job_dir / "cameras.json"))]
+    except SceneError as exc:
+        raise AddonError(str(exc), "change Cameras in the PanoLoop panel") from None
+    job = worker_job(
+        f"Generate “{settings.prompt[:40]}”",
+        "generate",
+        argv,
+        output=output,
+        online=online,
+        on_done=apply_world_when_done(scene.name),
+        job_dir=job_dir,
+    )
+    if not online and not local:
+        job.fix_hint = ONLINE_FIX
+    return job

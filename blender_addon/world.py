@@ -1,0 +1,169 @@
+"""A finished output folder → the World's looping Environment Texture.
+
+PanoLoop keeps one node of its own in the World (named :data:`ENV_NODE_NAME`) and
+reuses it on every apply; the user's other world nodes stay. The loop is an image
+sequence (``frames/``, float EXR or PNG, numbered from 0) or, when an output has no
+frames, its ``panorama.mp4``.
+
+Frame mapping, checked with Cycles renders in bpy 5.0.1: Blender shows sequence frame
+``frame - frame_start + 1 + frame_offset`` (wrapped into 1..frame_duration when cyclic),
+so with files numbered from 0, ``frame_offset = first number - 1 = -1`` puts file 0 on
+the scene's first frame, and frame ``start + N`` shows file 0 again: the loop plays
+without repeating a frame. A movie's frames count from 1, so its offset is 0.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import bpy
+
+from .engine_env import AddonError
+
+ENV_NODE_NAME = "PanoLoop Environment"
+WORLD_NAME = "PanoLoop World"
+MANIFEST_NAME = "manifest.json"
+PREVIEW_NAME = "panorama.mp4"
+FRAME_SUFFIXES = (".exr", ".hdr", ".png", ".jpg", ".jpeg")
+_NUMBER_AT_END = re.compile(r"(\d+)$")
+
+
+def read_output(folder: Path) -> tuple[dict[str, Any], list[Path]]:
+    """The manifest and the sorted frame files of a PanoLoop output folder."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AddonError(
+            f"{folder} is not a PanoLoop output (no {MANIFEST_NAME})",
+            "choose a folder written by PanoLoop",
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise AddonError(f"{folder / MANIFEST_NAME} is broken: {exc}") from None
+    if manifest.get("projection") != "equirectangular":
+        raise AddonError(
+            f"{folder} holds {manifest.get('projection')!r} images, not an equirect panorama"
+        )
+    frames_dir = folder / manifest.get("frames_dir", "frames")
+    frames = []
+    if frames_dir.is_dir():
+        frames = sorted(
+            (p for p in frames_dir.iterdir() if p.suffix.lower() in FRAME_SUFFIXES),
+            key=_frame_number,
+        )
+    return manifest, frames
+
+
+def _frame_number(path: Path) -> int:
+    match = _NUMBER_AT_END.search(path.stem)
+    return int(match.group(1)) if match else -1
+
+
+def world_environment_image(world: Any) -> Any:
+    """The image of the World's environment texture: PanoLoop's node first, else the first
+    Environment Texture node with an image; None if there is none."""
+    if world is None or not world.use_nodes or world.node_tree is None:
+        return None
+    nodes = world.node_tree.nodes
+    ours = nodes.get(ENV_NODE_NAME)
+    if ours is not None and ours.image is not None:
+        return ours.image
+    for node in nodes:
+        if node.bl_idname == "ShaderNodeTexEnvironment" and node.image is not None:
+            return node.image
+    return None
+
+
+def _background_node(tree: Any) -> Any:
+    """The Background shader feeding the active World Output (created when missing)."""
+    nodes, links = tree.nodes, tree.links
+    output = next(
+        (n for n in nodes if n.bl_idname == "ShaderNodeOutputWorld" and n.is_active_output),
+        None,
+    ) or next((n for n in nodes if n.bl_idname == "ShaderNodeOutputWorld"), None)
+    if output is None:
+        output = nodes.new("ShaderNodeOutputWorld")
+        output.location = (300, 0)
+    surface = output.inputs["Surface"]
+    if surface.is_linked and surface.links[0].from_node.bl_idname == "ShaderNodeBackground":
+        return surface.links[0].from_node
+    background = nodes.new("ShaderNodeBackground")
+    background.location = (output.location.x - 250, output.location.y)
+    links.new(background.outputs["Background"], surface)
+    return background
+
+
+def panoloop_env_node(world: Any) -> Any:
+    """PanoLoop's Environment Texture node, reused if present, wired to the Background."""
+    world.use_nodes = True
+    tree = world.node_tree
+    node = tree.nodes.get(ENV_NODE_NAME)
+    if node is None or node.bl_idname != "ShaderNodeTexEnvironment":
+        node = tree.nodes.new("ShaderNodeTexEnvironment")
+        node.name = node.label = ENV_NODE_NAME
+    background = _background_node(tree)
+    node.location = (background.location.x - 320, background.location.y)
+    color = background.inputs["Color"]
+    if not (color.is_linked and color.links[0].from_node == node):
+        tree.links.new(node.outputs["Color"], color)
+    node.projection = "EQUIRECTANGULAR"
+    return node
+
+
+def load_loop_image(manifest: dict[str, Any], frames: list[Path], folder: Path) -> Any:
+    """The output's loop as an image datablock: a SEQUENCE of its frames, else the MOVIE."""
+    if frames:
+        image = bpy.data.images.load(str(frames[0]), check_existing=True)
+        image.source = "SEQUENCE"
+        return image
+    movie = Path(folder) / PREVIEW_NAME
+    if not movie.is_file():
+        raise AddonError(f"{folder} has neither frames nor {PREVIEW_NAME}")
+    image = bpy.data.images.load(str(movie), check_existing=True)
+    image.source = "MOVIE"
+    return image
+
+
+def apply_panorama(scene: Any, folder: str | Path) -> Any:
+    """Make ``folder`` (a PanoLoop output) the looping environment of ``scene``'s World.
+
+    Creates a World if the scene has none. Returns the Environment Texture node.
+    """
+    folder = Path(folder)
+    manifest, frames = read_output(folder)
+    count = len(frames) or int(manifest.get("frames") or 0)
+    if count < 1:
+        raise AddonError(f"{folder} holds no frames")
+    if frames and manifest.get("frames") not in (None, len(frames)):
+        raise AddonError(
+            f"{folder}: manifest says {manifest.get('frames')} frames, {len(frames)} are on disk"
+        )
+    image = load_loop_image(manifest, frames, folder)
+    if scene.world is None:
+        scene.world = bpy.data.worlds.new(WORLD_NAME)
+    node = panoloop_env_node(scene.world)
+    node.image = image
+    user = node.image_user
+    user.frame_duration = count
+    user.frame_start = scene.frame_start
+    user.frame_offset = _frame_number(frames[0]) - 1 if frames else 0
+    user.use_cyclic = True
+    user.use_auto_refresh = True
+    scene.panoloop.last_output = str(folder)
+    return node
+
+
+def fps_mismatch(scene: Any, folder: str | Path) -> str:
+    """A warning when the loop was made for another frame rate than the scene plays."""
+    manifest, _ = read_output(Path(folder))
+    fps = manifest.get("fps")
+    scene_fps = scene.render.fps / scene.render.fps_base
+    if fps and abs(float(fps) - scene_fps) > 1e-3:
+        return (
+            f"the loop was made at {fps:g} fps but the scene plays at {scene_fps:g} fps; "
+            "set Output > Frame Rate to match"
+        )
+    return ""

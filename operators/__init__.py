@@ -1,0 +1,17 @@
+"""One small module per user action; :data:`CLASSES` in registration order."""
+
+from .animate_hdri import PANOLOOP_OT_animate_hdri
+from .apply_world import PANOLOOP_OT_apply_world
+from .cancel import PANOLOOP_OT_cancel
+from .export_vr import PANOLOOP_OT_export_vr
+from .generate_world import PANOLOOP_OT_generate_world
+from .multicam import PANOLOOP_OT_render_multicam
+
+CLASSES = (
+    PANOLOOP_OT_generate_world,
+    PANOLOOP_OT_animate_hdri,
+    PANOLOOP_OT_apply_world,
+    PANOLOOP_OT_cancel,
+    PANOLOOP_OT_render_multicam,
+    PANOLOOP_OT_export_vr,
+)
