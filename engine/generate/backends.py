@@ -1,0 +1,400 @@
+"""Model backends: the small interface the sampler needs, and AnimateDiff on diffusers.
+
+A backend does four things (so Wan 2.1 or another video model can be added without
+touching the sampler): encode a prompt; predict the noise of one latent window
+(C, F, h, w) at a timestep, classifier-free guidance included; give the noise
+schedule (``alphas_cumprod`` and the timesteps for a step count); decode one latent
+frame (C, h, W) to pixels. Latents follow :mod:`.ring`'s layout (row 0 = +Z, centre
+column faces +X).
+
+Loading checks before it loads: :func:`inspect_model` resolves a hub id or folder and
+reads only JSON configs, so bad input (no ``model_index.json``, pickle-only weights,
+offline and not cached) is refused before any weights are read. Weights load with
+``use_safetensors=True``; remote code is never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..errors import BadInput, PanoLoopError
+
+#: Weight files PanoLoop refuses to load (pickle can run code).
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+#: AnimateDiff's motion modules were trained on 16-frame clips.
+ANIMATEDIFF_WINDOW_FRAMES = 16
+#: Latent columns of wrapped context each side when decoding (the VAE's reach is wide).
+DECODE_PAD = 8
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class Backend(Protocol):
+    """What the sampler needs from a model."""
+
+    latent_channels: int
+    vae_factor: int
+    window: tuple[int, int, int]  # native (frames, rows, cols) of one call, latent pixels
+    align: int  # latent sizes and offsets must be multiples of this
+    device: Any
+    alphas_cumprod: Any  # torch float64 tensor, index = training timestep
+    final_alpha: float  # ᾱ after the last step
+
+    def timesteps(self, steps: int) -> list[int]: ...
+
+    def encode_prompt(self, prompt: str, negative: str, guidance: float) -> Any: ...
+
+    def predict_noise(self, latents: Any, timestep: int, prompt: Any, guidance: float) -> Any: ...
+
+    def decode_frame(self, latent: Any) -> Any: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+# --------------------------------------------------------------------------- inspection
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the configs say, read before any weights load."""
+
+    folder: Path
+    source: str  # the hub id or folder the user named
+    revision: str  # hub commit, or ``sha256:…`` fingerprint of a local folder
+    vae_factor: int
+    sample_size: int  # the UNet's native latent window (rows = cols)
+    align: int  # the UNet's total downsampling
+    max_frames: int  # longest clip the motion module's positions allow
+    adapter: ModelInfo | None = field(default=None)
+
+
+def resolve_source(source: str, *, offline: bool, kind: str = "model") -> tuple[Path, str]:
+    """A local folder or hub id → (folder on disk, revision). Downloads only if online."""
+    path = Path(source).expanduser()
+    looks_local = path.is_absolute() or source.startswith((".", "~")) or path.exists()
+    if looks_local or not HUB_ID.match(source):
+        if not path.is_dir():
+            raise BadInput(f"{kind} folder {source} does not exist")
+        return path, "sha256:" + folder_fingerprint(path)
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError as exc:  # pragma: no cover - a broken environment
+        raise PanoLoopError(f"huggingface_hub is missing: {exc}") from None
+    try:
+        folder = Path(
+            snapshot_download(
+                source,
+                allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model"],
+                local_files_only=offline,
+            )
+        )
+    except LocalEntryNotFoundError:
+        raise BadInput(
+            f"{kind} {source} is not in the local cache and offline mode is on",
+            fix="go online once to download it, or pass a local folder",
+        ) from None
+    except Exception as exc:  # the hub's errors are many; name the id and the cause
+        raise BadInput(f"{kind} {source} could not be fetched: {type(exc).__name__}") from None
+    return folder, folder.name
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """A quick content hash of a model folder: every file's path, size and first MiB."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode())
+        digest.update(str(path.stat().st_size).encode())
+        with open(path, "rb") as handle:
+            digest.update(handle.read(1 << 20))
+    return digest.hexdigest()[:16]
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"{what}: {path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadInput(f"{what}: {path} is not valid JSON") from None
+
+
+def check_safetensors(component: Path) -> None:
+    """Refuse a model component whose weights exist only as pickle files."""
+    files = [p.name for p in component.iterdir() if p.is_file()]
+    if any(name.endswith(".safetensors") for name in files):
+        return
+    pickles = [name for name in files if name.endswith(PICKLE_SUFFIXES)]
+    if pickles:
+        raise BadInput(
+            f"{component} has only pickle weights ({pickles[0]}); PanoLoop loads safetensors only",
+            fix="convert the weights to .safetensors or use a model that ships them",
+        )
+    raise BadInput(f"{component} holds no .safetensors weights")
+
+
+def inspect_model(
+    source: str, *, motion_adapter: str | None = None, offline: bool = False
+) -> ModelInfo:
+    """Resolve and check an AnimateDiff pipeline (or SD 1.5 base + motion adapter).
+
+    Reads only JSON; raises :class:`BadInput` naming the model for every refusal.
+    """
+    folder, revision = resolve_source(source, offline=offline)
+    index_path = folder / "model_index.json"
+    if not index_path.is_file():
+        raise BadInput(f"model {source} has no model_index.json (not a diffusers pipeline folder)")
+    index = _read_json(index_path, f"model {source}")
+    for name, entry in index.items():
+        if name.startswith("_") or not isinstance(entry, list) or entry[0] is None:
+            continue
+        component = folder / name
+        if not component.is_dir():
+            raise BadInput(f"model {source}: component folder {name}/ is missing")
+        if (component / "config.json").is_file():
+            check_safetensors(component)
+    for needed in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        if not (folder / needed).is_dir():
+            raise BadInput(f"model {source} has no {needed}/ (not an AnimateDiff or SD pipeline)")
+    unet = _read_json(folder / "unet" / "config.json", f"model {source}")
+    vae = _read_json(folder / "vae" / "config.json", f"model {source}")
+    adapter = None
+    max_frames = unet.get("motion_max_seq_length")
+    if motion_adapter:
+        adapter_folder, adapter_rev = resolve_source(
+            motion_adapter, offline=offline, kind="motion adapter"
+        )
+        config = _read_json(adapter_folder / "config.json", f"motion adapter {motion_adapter}")
+        check_safetensors(adapter_folder)
+        max_frames = config.get("motion_max_seq_length", 32)
+        adapter = ModelInfo(adapter_folder, motion_adapter, adapter_rev, 0, 0, 0, max_frames)
+    elif max_frames is None:
+        if (folder / "motion_adapter" / "config.json").is_file():
+            ma = _read_json(folder / "motion_adapter" / "config.json", f"model {source}")
+            max_frames = ma.get("motion_max_seq_length", 32)
+        else:
+            raise BadInput(
+                f"model {source} has no motion module; pass --motion-adapter to pair it with one"
+            )
+    return ModelInfo(
+        folder=folder,
+        source=source,
+        revision=revision,
+        vae_factor=2 ** (len(vae["block_out_channels"]) - 1),
+        sample_size=int(unet["sample_size"]),
+        align=2 ** (len(unet["block_out_channels"]) - 1),
+        max_frames=int(max_frames),
+        adapter=adapter,
+    )
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def pick_device(device: str) -> str:
+    """``auto`` → cuda, then mps, then cpu; an explicit device must be available."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BadInput(
+            f"device {device} requested but this torch has no CUDA",
+            fix="install a CUDA build of torch, or choose device auto/cpu",
+        )
+    if device == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise BadInput(f"device {device} requested but MPS is not available")
+    return device
+
+
+def pick_dtype(dtype: str, device: str) -> Any:
+    """``auto`` → float16 on a GPU, float32 on the CPU; else the named dtype."""
+    import torch
+
+    if dtype == "auto":
+        return torch.float32 if device == "cpu" else torch.float16
+    return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
+
+
+# --------------------------------------------------------------------------- AnimateDiff
+
+
+@dataclass
+class PromptEmbeds:
+    """Text-encoder states for the prompt and (with guidance) the negative prompt."""
+
+    cond: Any
+    uncond: Any | None
+
+
+class AnimateDiffBackend:
+    """AnimateDiff (SD 1.5 UNet + motion modules) behind :class:`Backend`.
+
+    Works on per-frame latents (4 channels, VAE factor 8 at full size), so a latent
+    loop is a pixel loop. One call denoises a window of ``window_frames`` frames.
+    """
+
+    latent_channels = 4
+
+    def __init__(self, pipe: Any, info: ModelInfo, *, window_frames: int, device: str) -> None:
+        import torch
+        from diffusers import DDIMScheduler
+
+        self.pipe = pipe
+        self.info = info
+        self.device = torch.device(device)
+        self.dtype = pipe.unet.dtype
+        self.vae_factor = info.vae_factor
+        self.align = info.align
+        self.window = (window_frames, info.sample_size, info.sample_size)
+        # The sampler takes DDIM (η = 0) steps on the model's own noise schedule, as
+        # DynamicScaler does; a copy keeps the loaded pipeline's scheduler untouched.
+        self.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        self.prediction_type = self.scheduler.config.prediction_type
+        self.alphas_cumprod = self.scheduler.alphas_cumprod.to(torch.float64)
+        self.final_alpha = float(self.scheduler.final_alpha_cumprod)
+        self.scaling_factor = float(pipe.vae.config.scaling_factor)
+
+    def timesteps(self, steps: int) -> list[int]:
+        self.scheduler.set_timesteps(steps)
+        return [int(t) for t in self.scheduler.timesteps]
+
+    def encode_prompt(self, prompt: str, negative: str, guidance: float) -> PromptEmbeds:
+        import torch
+
+        def encode(text: str) -> Any:
+            tokens = self.pipe.tokenizer(
+                text,
+                padding="max_length",
+                max_length=self.pipe.tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            )
+            with torch.inference_mode():
+                ids = tokens.input_ids.to(self._module_device(self.pipe.text_encoder))
+                return self.pipe.text_encoder(ids)[0].to(self.device, self.dtype)
+
+        uncond = encode(negative) if guidance > 1.0 else None
+        return PromptEmbeds(cond=encode(prompt), uncond=uncond)
+
+    def predict_noise(
+        self, latents: Any, timestep: int, prompt: PromptEmbeds, guidance: float
+    ) -> Any:
+        """ε for a window (C, F, h, w) at ``timestep``, with classifier-free guidance."""
+        import torch
+
+        frames = latents.shape[1]
+        sample = latents.unsqueeze(0).to(self.device, self.dtype)
+        states = prompt.cond
+        if prompt.uncond is not None:
+            sample = torch.cat([sample, sample])
+            states = torch.cat([prompt.uncond, prompt.cond])
+        states = states.repeat_interleave(frames, dim=0)
+        with torch.inference_mode():
+            out = self.pipe.unet(
+                sample,
+                torch.tensor(timestep, device=self.device),
+                encoder_hidden_states=states,
+            ).sample.float()
+        if prompt.uncond is not None:
+            uncond, cond = out.chunk(2)
+            out = uncond + guidance * (cond - uncond)
+        out = out[0].to(latents.device)
+        if self.prediction_type == "v_prediction":
+            alpha = float(self.alphas_cumprod[timestep])
+            out = alpha**0.5 * out + (1 - alpha) ** 0.5 * latents.float()
+        return out
+
+    def decode_frame(self, latent: Any) -> Any:
+        """One latent frame (C, h, W) → uint8 RGB (h·f, W·f, 3), wrapped so no seam is added.
+
+        The latent is padded with ``DECODE_PAD`` wrapped columns each side, decoded and
+        cropped: plain VAE decoding treats the left and right edges as borders.
+        """
+        import torch
+
+        pad = min(DECODE_PAD, latent.shape[-1])
+        padded = torch.cat([latent[..., -pad:], latent, latent[..., :pad]], dim=-1)
+        vae = self.pipe.vae
+        with torch.inference_mode():
+            z = (padded.unsqueeze(0) / self.scaling_factor).to(self._module_device(vae), vae.dtype)
+            image = vae.decode(z).sample[0].float()
+        crop = pad * self.vae_factor
+        image = image[:, :, crop : image.shape[-1] - crop]
+        image = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return image.permute(1, 2, 0).cpu().numpy()
+
+    def describe(self) -> dict[str, Any]:
+        described = {
+            "backend": "animatediff",
+            "model": self.info.source,
+            "revision": self.info.revision,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "window": list(self.window),
+            "vae_factor": self.vae_factor,
+        }
+        if self.info.adapter is not None:
+            described["motion_adapter"] = self.info.adapter.source
+            described["motion_adapter_revision"] = self.info.adapter.revision
+        return described
+
+    #: True under model CPU offload: modules wait on the CPU and their hooks move them.
+    offloaded = False
+
+    def _module_device(self, module: Any) -> Any:
+        return self.device if self.offloaded else next(module.parameters()).device
+
+
+def load_animatediff(
+    info: ModelInfo,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    window_frames: int = ANIMATEDIFF_WINDOW_FRAMES,
+    offline: bool = False,
+    cpu_offload: bool = False,
+    vae_slicing: bool = False,
+) -> AnimateDiffBackend:
+    """Load the pipeline ``inspect_model`` checked, safetensors only, on the chosen device."""
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    from diffusers import AnimateDiffPipeline, MotionAdapter
+
+    device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, device)
+    kwargs: dict[str, Any] = {"use_safetensors": True, "torch_dtype": torch_dtype}
+    if info.adapter is not None:
+        kwargs["motion_adapter"] = MotionAdapter.from_pretrained(
+            info.adapter.folder, use_safetensors=True, torch_dtype=torch_dtype
+        )
+    try:
+        pipe = AnimateDiffPipeline.from_pretrained(info.folder, **kwargs)
+    except (OSError, ValueError, TypeError) as exc:
+        raise PanoLoopError(
+            f"could not load model {info.source}: {str(exc).splitlines()[0]}",
+            fix="check that the folder is a complete AnimateDiff pipeline",
+        ) from None
+    pipe.set_progress_bar_config(disable=True)
+    if vae_slicing:
+        pipe.enable_vae_slicing()
+    backend_offloaded = False
+    if cpu_offload and device.startswith("cuda"):
+        pipe.enable_model_cpu_offload()
+        backend_offloaded = True
+    else:
+        pipe.to(device)
+    backend = AnimateDiffBackend(pipe, info, window_frames=window_frames, device=device)
+    backend.offloaded = backend_offloaded
+    return backend

@@ -1,0 +1,259 @@
+"""The denoising loop on the ring latent, and the wrapped decode.
+
+Reads like a diffusers pipeline: 1. check inputs → 2. encode prompt → 3. timesteps →
+4. latents → 5. denoising loop (stage by stage) → 6. decode. Every step takes a DDIM
+(η = 0) update per view: predict ε for the view's window, form x̂₀, step to the next
+noise level and write the view's cells back. Views of one step may overlap (sphere
+views, wrapped windows, edge bands, camera views): a cell already written this step is
+pushed back one noise level with the exact forward-diffusion step before a later view
+reads it, and the last writer wins — never an average, so the noise stays Gaussian.
+
+Randomness comes only from one ``torch.Generator`` seeded with ``seed`` on the CPU:
+the same request gives the same latents. Cancellation is checked before every model
+call and raises :class:`~engine.errors.JobCancelled`; nothing is returned half done.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as nnf
+
+from ..errors import BadInput
+from ..jobs import JobContext
+from . import schedule as sch
+from .ring import View, gather, gather_mask, mark_written, scatter
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """What to sample. Sizes in pixels; the latent is (C, frames, height/f, width/f)."""
+
+    prompt: str
+    width: int
+    height: int
+    frames: int
+    steps: int
+    guidance: float = 7.5
+    seed: int = 0
+    negative: str = ""
+    schedule: str = "dynamic"  # "dynamic" | "windows" | "fixed"
+    cameras: Sequence[Any] = ()
+    sphere_latitudes: Sequence[float] = sch.SPHERE_LATITUDES
+    sphere_longitudes: int = sch.SPHERE_LONGITUDES
+    sphere_fov: float = sch.SPHERE_FOV
+    sphere_poles: bool = True
+
+
+@dataclass
+class SampleResult:
+    """The clean ring latent (C, F, H, W) and what was done to make it."""
+
+    latent: torch.Tensor
+    stages: list[sch.Stage]
+    window_pixels: list[float] = field(default_factory=list)  # per step, per latent pixel
+
+
+def check_request(request: GenerateRequest, backend: Any) -> None:
+    """Refuse a request the backend cannot sample, naming the value (BadInput)."""
+    check_request_numbers(request)
+    check_request_sizes(request, backend.vae_factor, backend.align, backend.window)
+
+
+def check_request_numbers(request: GenerateRequest) -> None:
+    """The model-independent checks (run before a model is even resolved)."""
+    if not request.prompt.strip():
+        raise BadInput("prompt is empty; describe the scene to generate")
+    if request.width != 2 * request.height:
+        raise BadInput(
+            f"width must be twice height for an equirect panorama, "
+            f"got {request.width}x{request.height}"
+        )
+    if request.steps <= 0:
+        raise BadInput(f"steps must be at least 1, got {request.steps}")
+    if not math.isfinite(request.guidance) or request.guidance < 0:
+        raise BadInput(f"guidance must be a finite number ≥ 0, got {request.guidance}")
+    if request.frames <= 0:
+        raise BadInput(f"frames must be at least 1, got {request.frames}")
+    if request.schedule not in ("dynamic", "windows", "fixed"):
+        raise BadInput(f"schedule must be dynamic, windows or fixed, got {request.schedule!r}")
+
+
+def check_request_sizes(
+    request: GenerateRequest, vae_factor: int, align: int, window: tuple[int, int, int]
+) -> None:
+    """Sizes against the model: multiples of the VAE × UNet factor, at least one window."""
+    step = vae_factor * align
+    for name, value in (("width", request.width), ("height", request.height)):
+        if value % step:
+            raise BadInput(f"{name} {value} is not a multiple of {step} (VAE factor × UNet factor)")
+    fw, h, _ = window
+    if request.height // vae_factor < h:
+        raise BadInput(
+            f"height {request.height} is below the model's window of {h * vae_factor} pixels"
+        )
+    if request.frames < fw:
+        raise BadInput(f"frames {request.frames} is below the model's window of {fw} frames")
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def sample_latent(backend: Any, request: GenerateRequest, ctx: JobContext) -> SampleResult:
+    """Sample the clean ring latent for ``request`` with ``backend``."""
+    # 1. Check inputs.
+    check_request(request, backend)
+    window = sch.WindowGrid(backend.window, backend.align)
+    H, W = request.height // backend.vae_factor, request.width // backend.vae_factor
+    # 2. Encode the prompt (and the negative prompt for classifier-free guidance).
+    with ctx.timed("encode_prompt"):
+        embeds = backend.encode_prompt(request.prompt, request.negative, request.guidance)
+    # 3. Timesteps and the stage plan.
+    timesteps = backend.timesteps(request.steps)
+    stages = sch.plan_stages(request.steps, (H, W), window, schedule=request.schedule)
+    # 4. Initial latents: unit Gaussian noise on the first stage's canvas.
+    generator = torch.Generator("cpu").manual_seed(request.seed)
+    scale = stages[0].scale
+    shape = (backend.latent_channels, request.frames, H // scale, W // scale)
+    x = _noise(shape, generator, backend.device)
+    result = SampleResult(latent=x, stages=stages)
+    total = sum(s.stop - s.start for s in stages)
+    done = 0
+    # 5. Denoising loop, stage by stage (Global Motion Guidance when there is a coarse pass).
+    with ctx.timed("denoise"):
+        for stage in stages:
+            if stage.scale != scale:
+                x = _upscale_and_renoise(
+                    x, scale // stage.scale, backend, timesteps, stage, generator
+                )
+                scale = stage.scale
+            grid = tuple(x.shape[1:])
+            for i in range(stage.start, stage.stop):
+                done += 1
+                ctx.step(f"denoise ({stage.name})", done, total)
+                t = timesteps[i]
+                a_t = float(backend.alphas_cumprod[t])
+                a_prev = (
+                    float(backend.alphas_cumprod[timesteps[i + 1]])
+                    if i + 1 < len(timesteps)
+                    else backend.final_alpha
+                )
+                step = _StepState(backend, embeds, request.guidance, t, a_t, a_prev, generator, ctx)
+                views = _stage_views(stage, i, window, grid, request)
+                x, pixels = step.run(x, views, window, i, fill=stage.views == "sphere")
+                result.window_pixels.append(pixels / float(np.prod(grid)))
+    result.latent = x
+    return result
+
+
+def _noise(shape: tuple[int, ...], generator: torch.Generator, device: Any) -> torch.Tensor:
+    return torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
+
+
+def _stage_views(
+    stage: sch.Stage, i: int, window: sch.WindowGrid, grid: tuple, request: GenerateRequest
+) -> list[View]:
+    if stage.views == "fixed":
+        views = sch.fixed_windows(window, grid)
+    elif stage.views == "sphere":
+        views = sch.sphere_views(
+            i,
+            window,
+            grid,
+            latitudes=request.sphere_latitudes,
+            longitudes=request.sphere_longitudes,
+            fov=request.sphere_fov,
+            poles=request.sphere_poles,
+        )
+    else:
+        views = sch.shifted_windows(i, window, grid)
+    if request.cameras:
+        views += sch.camera_views(i, window, grid, request.cameras)
+    return views
+
+
+@dataclass
+class _StepState:
+    """One denoising step from noise level ᾱ_t to ᾱ_prev over a list of views."""
+
+    backend: Any
+    embeds: Any
+    guidance: float
+    t: int
+    a_t: float
+    a_prev: float
+    generator: torch.Generator
+    ctx: JobContext
+
+    def run(
+        self, x: torch.Tensor, views: list[View], window: sch.WindowGrid, i: int, fill: bool
+    ) -> tuple[torch.Tensor, int]:
+        """Denoise every view (then fill cells no view wrote, when ``fill``)."""
+        out = x.clone()
+        written = torch.zeros(x.shape[1], x.shape[2] * x.shape[3], dtype=torch.bool)
+        pixels = 0
+        for view in views:
+            pixels += self.denoise_view(out, written, view)
+        if fill and not bool(written.all()):
+            grid = tuple(x.shape[1:])
+            for view in sch.fill_windows(i, window, grid, written.numpy()):
+                pixels += self.denoise_view(out, written, view)
+        return out, pixels
+
+    def denoise_view(self, latent: torch.Tensor, written: torch.Tensor, view: View) -> int:
+        self.ctx.cancel.check()
+        window = gather(latent, view)
+        again = gather_mask(written, view)
+        if bool(again.any()):
+            window = torch.where(again.to(window.device), self.renoise(window), window)
+        eps = self.backend.predict_noise(window, self.t, self.embeds, self.guidance)
+        x0 = (window - (1 - self.a_t) ** 0.5 * eps) / self.a_t**0.5
+        scatter(latent, view, self.a_prev**0.5 * x0 + (1 - self.a_prev) ** 0.5 * eps)
+        mark_written(written, view)
+        return view.pixels
+
+    def renoise(self, window: torch.Tensor) -> torch.Tensor:
+        """The exact forward step ᾱ_prev → ᾱ_t for cells already denoised this step."""
+        ratio = self.a_t / self.a_prev
+        noise = _noise(tuple(window.shape), self.generator, window.device)
+        return ratio**0.5 * window + (1 - ratio) ** 0.5 * noise
+
+
+def _upscale_and_renoise(
+    x: torch.Tensor,
+    factor: int,
+    backend: Any,
+    timesteps: list[int],
+    stage: sch.Stage,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Coarse clean latent → bicubic ×factor (wrapping in longitude) → noise level of
+    ``stage.start`` with fresh Gaussian noise (the refine pass of Global Motion Guidance)."""
+    pad = 2
+    C, F, H, W = x.shape
+    frames = x.permute(1, 0, 2, 3)  # (F, C, H, W): frames as the batch
+    wrapped = torch.cat([frames[..., -pad:], frames, frames[..., :pad]], dim=-1)
+    up = nnf.interpolate(wrapped, scale_factor=factor, mode="bicubic", align_corners=False)
+    up = up[..., pad * factor : up.shape[-1] - pad * factor].permute(1, 0, 2, 3).contiguous()
+    alpha = float(backend.alphas_cumprod[timesteps[stage.start]])
+    x0 = up / backend.final_alpha**0.5
+    return alpha**0.5 * x0 + (1 - alpha) ** 0.5 * _noise(tuple(up.shape), generator, x.device)
+
+
+# --------------------------------------------------------------------------- decode
+
+
+def decode_video(backend: Any, latent: torch.Tensor, ctx: JobContext) -> list[np.ndarray]:
+    """Decode every frame of the ring latent (C, F, H, W) with wrapped columns."""
+    frames = []
+    count = latent.shape[1]
+    with ctx.timed("decode"):
+        for f in range(count):
+            ctx.step("decode", f + 1, count)
+            frames.append(backend.decode_frame(latent[:, f]))
+    return frames

@@ -1,0 +1,326 @@
+"""Which views the model denoises at each step: shifted windows, sphere views, camera views.
+
+All views live on the ring latent of :mod:`.ring` (grid (F, H, W); row 0 = +Z, centre
+column faces +X, columns wrap modulo W, frames modulo F). Three kinds, after
+DynamicScaler (arXiv 2412.11100) plus one of ours:
+
+- **Offset-shifting windows**: non-overlapping windows of the model's native size tile
+  the ring; the whole grid moves every step through a cycle of offsets, so no window
+  border stays in one place and every latent pixel is processed once per step.
+  Latitude does not wrap: the grid of row bands is shifted too and a thin edge band is
+  widened to half a window (an extra edge row), which costs ≤ 1.25 window pixels per
+  latent pixel.
+- **Sphere views** (Panoramic Projecting Denoise): perspective views of FOV 120° at
+  several latitudes and both poles, rotating in longitude every step, gathered and
+  scattered nearest-neighbour (see :func:`.ring.nearest_view`).
+- **Camera views** (ours): one view per Blender camera, sampling exactly the camera's
+  image rectangle, denoised last in every step so each camera's picture is one
+  coherent window.
+
+:func:`plan_stages` lays out Global Motion Guidance: sphere views on a half-size canvas,
+shifted windows to the end there, then ×2 upscale, re-noise and a refining pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .ring import View, nearest_view, window_view
+
+#: Offsets cycle through this many positions (DynamicScaler shifts over ~16 offsets).
+OFFSET_CYCLE = 16
+#: Multipliers coprime with OFFSET_CYCLE: each axis visits all 16 offsets, out of phase.
+_FRAME_STRIDE, _ROW_STRIDE, _COL_STRIDE = 3, 7, 5
+#: DynamicScaler's sphere views: latitudes (degrees) with six longitudes each, plus poles.
+SPHERE_LATITUDES = (0.0, 45.0, -45.0, 60.0, -60.0, 75.0, -75.0)
+SPHERE_LONGITUDES = 6
+SPHERE_FOV = 120.0
+#: Sphere views turn this much in longitude every step (DynamicScaler: about 12°).
+SPHERE_ROTATION = 12.0
+
+Grid = tuple[int, int, int]
+Size = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class WindowGrid:
+    """The model's native window (frames, rows, cols) in latent pixels, and ``align``:
+    the granularity of sizes and offsets the denoiser accepts (its UNet's downsampling)."""
+
+    size: Size
+    align: int = 1
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def step_offsets(step: int, window: WindowGrid) -> tuple[int, int, int]:
+    """(frame, row, col) offset of the window grid at ``step``, each in [0, window size)."""
+    fw, h, w = window.size
+    k = step % OFFSET_CYCLE
+
+    def offset(stride: int, size: int, align: int) -> int:
+        raw = ((k * stride) % OFFSET_CYCLE) * size // OFFSET_CYCLE
+        return raw // align * align
+
+    return (
+        offset(_FRAME_STRIDE, fw, 1),
+        offset(_ROW_STRIDE, h, window.align),
+        offset(_COL_STRIDE, w, window.align),
+    )
+
+
+def row_bands(height: int, h: int, offset: int, align: int) -> list[tuple[int, int]]:
+    """Row bands (start, rows) covering [0, height) once, the grid shifted by ``offset``.
+
+    Bands are ``h`` rows except at the top and bottom edge (latitude does not wrap),
+    where a band thinner than half a window is widened to half a window toward the
+    interior; its overlap is re-noised by the sampler before it is read again.
+    """
+    min_rows = min(height, max(align, math.ceil(h / 2 / align) * align))
+    bands = []
+    start = -offset if offset else 0
+    while start < height:
+        top, bottom = max(0, start), min(height, start + h)
+        rows = bottom - top
+        if rows < min_rows:
+            top = min(top, height - min_rows)
+            rows = min_rows
+        bands.append((top, rows))
+        start += h
+    return bands
+
+
+def fixed_row_bands(height: int, h: int) -> list[tuple[int, int]]:
+    """Unshifted bands of ``h`` rows; the last one docks at the bottom edge."""
+    starts = list(range(0, height - h + 1, h))
+    if starts[-1] + h < height:
+        starts.append(height - h)
+    return [(s, h) for s in starts]
+
+
+def shifted_windows(
+    step: int, window: WindowGrid, grid: Grid, *, latitude_shift: bool = True
+) -> list[View]:
+    """The non-overlapping window tiling of the ring at ``step`` (offset shifting).
+
+    Frames and columns wrap, so some windows straddle the loop point and the 360° seam.
+    When F or W is not a multiple of the window the last window wraps onto the first
+    (the sampler re-noises the overlap before it is read).
+    """
+    F, H, W = grid
+    fw, h, w = window.size
+    f_off, r_off, c_off = step_offsets(step, window)
+    bands = row_bands(H, h, r_off if latitude_shift else 0, window.align)
+    views = []
+    for f0 in _wrapped_starts(F, fw, f_off):
+        for top, rows in bands:
+            for c0 in _wrapped_starts(W, w, c_off):
+                views.append(window_view(f0, top, c0, (fw, rows, w), grid))
+    return views
+
+
+def fixed_windows(window: WindowGrid, grid: Grid) -> list[View]:
+    """Plain tiling that never moves and never wraps (the baseline seams are measured on)."""
+    F, H, W = grid
+    fw, h, w = window.size
+    views = []
+    for f0 in _docked_starts(F, fw):
+        for top, rows in fixed_row_bands(H, h):
+            for c0 in _docked_starts(W, w):
+                views.append(window_view(f0, top, c0, (fw, rows, w), grid))
+    return views
+
+
+def multidiffusion_windows(window: WindowGrid, grid: Grid, stride: int) -> list[View]:
+    """MultiDiffusion's overlapping windows with ``stride`` latent pixels, wrapping in
+    longitude (for counting the work it does per step, beside ours)."""
+    F, H, W = grid
+    fw, h, w = window.size
+    rows = list(range(0, H - h + 1, stride))
+    if rows[-1] + h < H:
+        rows.append(H - h)
+    return [
+        window_view(f0, r0, c0, (fw, h, w), grid)
+        for f0 in _docked_starts(F, fw)
+        for r0 in rows
+        for c0 in range(0, W, stride)
+    ]
+
+
+def _wrapped_starts(total: int, size: int, offset: int) -> list[int]:
+    return [(offset + k * size) % total for k in range(math.ceil(total / size))]
+
+
+def _docked_starts(total: int, size: int) -> list[int]:
+    starts = list(range(0, total - size + 1, size))
+    if starts[-1] + size < total:
+        starts.append(total - size)
+    return starts
+
+
+def fill_windows(step: int, window: WindowGrid, grid: Grid, written: np.ndarray) -> list[View]:
+    """Shifted windows that hold cells no view wrote this step; they write only those.
+
+    ``written`` is the (F, H·W) bool mask of cells already written in this step.
+    """
+    views = []
+    for view in shifted_windows(step, window, grid):
+        missing = ~written[view.frames][:, view.cells].all(axis=0)
+        if missing.any():
+            views.append(
+                View(view.frames, view.cells, missing, view.height, view.width, kind="fill")
+            )
+    return views
+
+
+# --------------------------------------------------------------------------- sphere views
+
+
+def look_directions(
+    latitude: float, longitude: float, fov: float, rows: int, cols: int
+) -> np.ndarray:
+    """Rays (rows, cols, 3) of a square-pixel pinhole view looking at (latitude, longitude).
+
+    Degrees; longitude 0 faces +X, 90 faces +Y (so it moves left in the panorama);
+    ``fov`` is the horizontal field of view; the view's up is toward +Z (at the poles,
+    toward the longitude's meridian).
+    """
+    lat, lon = math.radians(latitude), math.radians(longitude)
+    forward = np.array(
+        [math.cos(lat) * math.cos(lon), math.cos(lat) * math.sin(lon), math.sin(lat)]
+    )
+    right = np.array([math.sin(lon), -math.cos(lon), 0.0])
+    up = np.cross(right, forward)
+    half = math.tan(math.radians(fov) / 2)
+    x = ((np.arange(cols) + 0.5) / cols * 2 - 1) * half
+    y = ((np.arange(rows) + 0.5) / rows * 2 - 1) * half * rows / cols
+    return forward + x[None, :, None] * right - y[:, None, None] * up
+
+
+def sphere_views(
+    step: int,
+    window: WindowGrid,
+    grid: Grid,
+    *,
+    latitudes: Sequence[float] = SPHERE_LATITUDES,
+    longitudes: int = SPHERE_LONGITUDES,
+    fov: float = SPHERE_FOV,
+    poles: bool = True,
+) -> list[View]:
+    """Perspective views covering the sphere at ``step`` (rotating ``SPHERE_ROTATION``°
+    per step), for every frame window of the shifted tiling."""
+    F = grid[0]
+    fw, h, w = window.size
+    turn = step * SPHERE_ROTATION
+    looks = [
+        (lat, turn + k * 360.0 / longitudes + (30.0 if i % 2 else 0.0))
+        for i, lat in enumerate(latitudes)
+        for k in range(longitudes)
+    ]
+    if poles:
+        looks += [(90.0, turn), (-90.0, turn)]
+    f_off = step_offsets(step, window)[0]
+    views = []
+    for f0 in _wrapped_starts(F, fw, f_off):
+        frames = (f0 + np.arange(fw)) % F
+        for lat, lon in looks:
+            views.append(nearest_view(look_directions(lat, lon, fov, h, w), frames, grid, "sphere"))
+    return views
+
+
+def camera_directions(camera: object, rows: int, cols: int) -> np.ndarray:
+    """Rays (rows, cols, 3) through a rows×cols grid spanning a Blender camera's image.
+
+    ``camera`` is an :class:`engine.cameras.BlenderCamera`; its own intrinsics (lens,
+    sensor fit, shift) are kept, only the sampling density changes.
+    """
+    k = camera.intrinsics()
+    rot = camera.camera_to_world_opencv()[:3, :3]
+    px = (np.arange(cols) + 0.5) / cols * camera.resolution_x
+    py = (np.arange(rows) + 0.5) / rows * camera.resolution_y
+    x = (px - k[0, 2]) / k[0, 0]
+    y = (py - k[1, 2]) / k[1, 1]
+    return x[None, :, None] * rot[:, 0] + y[:, None, None] * rot[:, 1] + rot[:, 2]
+
+
+def camera_views(step: int, window: WindowGrid, grid: Grid, cameras: Sequence) -> list[View]:
+    """One view per camera for every frame window at ``step``."""
+    F = grid[0]
+    fw, h, w = window.size
+    f_off = step_offsets(step, window)[0]
+    directions = [camera_directions(cam, h, w) for cam in cameras]
+    views = []
+    for f0 in _wrapped_starts(F, fw, f_off):
+        frames = (f0 + np.arange(fw)) % F
+        views += [nearest_view(d, frames, grid, "camera") for d in directions]
+    return views
+
+
+# --------------------------------------------------------------------------- stages
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A run of denoising steps ``[start, stop)`` (indices into the timesteps) on one canvas.
+
+    ``views``: ``"sphere"`` (sphere views, then windows for any cell left unwritten),
+    ``"windows"`` (shifted windows) or ``"fixed"`` (the unshifted baseline).
+    ``scale``: 1 for the output canvas, 2 for the half-size coarse canvas.
+    """
+
+    name: str
+    views: str
+    start: int
+    stop: int
+    scale: int = 1
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "views": self.views, "steps": [self.start, self.stop],
+                "canvas": f"1/{self.scale}"}  # fmt: skip
+
+
+#: DynamicScaler: sphere views for ~15 of 48 steps; the refine pass restarts near there.
+SPHERE_FRACTION = 0.3
+RENOISE_FRACTION = 0.3
+
+
+def plan_stages(
+    steps: int,
+    latent_hw: tuple[int, int],
+    window: WindowGrid,
+    *,
+    schedule: str = "dynamic",
+    sphere_fraction: float = SPHERE_FRACTION,
+    renoise_fraction: float = RENOISE_FRACTION,
+) -> list[Stage]:
+    """The stage plan for ``steps`` denoising steps on a latent of ``latent_hw`` (H, W).
+
+    ``"dynamic"``: when the half-size canvas still holds a whole window, sphere views on
+    it, shifted windows to the end, then ×2 upscale, re-noise and refine at full size
+    (Global Motion Guidance); otherwise sphere views then shifted windows at full size.
+    ``"windows"``: shifted windows only. ``"fixed"``: the unshifted tiling baseline.
+    """
+    if schedule == "fixed":
+        return [Stage("fixed", "fixed", 0, steps)]
+    if schedule == "windows":
+        return [Stage("windows", "windows", 0, steps)]
+    sphere_end = min(steps, max(1, round(steps * sphere_fraction)))
+    H, W = latent_hw
+    _, h, w = window.size
+    coarse = H // 2 >= h and (H // 2) % window.align == 0 and steps >= 3
+    if not coarse:
+        stages = [Stage("sphere", "sphere", 0, sphere_end)]
+        if sphere_end < steps:
+            stages.append(Stage("windows", "windows", sphere_end, steps))
+        return stages
+    refine_start = min(steps - 1, max(1, round(steps * renoise_fraction)))
+    return [
+        Stage("sphere", "sphere", 0, sphere_end, scale=2),
+        *([Stage("windows", "windows", sphere_end, steps, scale=2)] if sphere_end < steps else []),
+        Stage("refine", "windows", refine_start, steps, scale=1),
+    ]
