@@ -374,10 +374,10 @@ def load_animatediff(
 
     device = pick_device(device)
     torch_dtype = pick_dtype(dtype, device)
-    kwargs: dict[str, Any] = {"use_safetensors": True, "torch_dtype": torch_dtype}
+    kwargs: dict[str, Any] = {"use_safetensors": True, "dtype": torch_dtype}
     if info.adapter is not None:
         kwargs["motion_adapter"] = MotionAdapter.from_pretrained(
-            info.adapter.folder, use_safetensors=True, torch_dtype=torch_dtype
+            info.adapter.folder, use_safetensors=True, dtype=torch_dtype
         )
     try:
         pipe = AnimateDiffPipeline.from_pretrained(info.folder, **kwargs)

@@ -1,0 +1,157 @@
+"""The ring latent and its window schedules, without any model (fast).
+
+Conventions under test: latent grid (F, H, W), row 0 = +Z, centre column faces +X,
+columns wrap modulo W (360° seam), frames wrap modulo F (loop point).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from engine.cameras import BlenderCamera
+from engine.generate import schedule as sch
+from engine.generate.analytic import GaussianFieldBackend
+from engine.generate.ring import coverage, gather, nearest_view, scatter, window_view
+from engine.generate.sampler import GenerateRequest, sample_latent
+from engine.jobs import JobContext
+
+WINDOW = sch.WindowGrid((8, 8, 8), align=2)
+GRID = (16, 16, 32)  # frames, latent rows, latent cols
+
+
+@pytest.mark.parametrize("grid", [GRID, (12, 12, 20), (8, 8, 16)])
+def test_shifted_windows_write_every_cell_once_every_step(grid):
+    divisible = grid[0] % 8 == 0 and grid[2] % 8 == 0
+    for step in range(sch.OFFSET_CYCLE):
+        flat = coverage(sch.shifted_windows(step, WINDOW, grid, latitude_shift=False), grid)
+        assert flat.min() == 1, step
+        if divisible:
+            assert flat.max() == 1, step
+        counts = coverage(sch.shifted_windows(step, WINDOW, grid), grid)
+        assert counts.min() == 1, step
+        if divisible:  # only a widened edge band (an extra edge row) is written twice
+            twice = np.nonzero((counts > 1).any(axis=(0, 2)))[0]
+            assert counts.max() <= 2 and all(r < 4 or r >= grid[1] - 4 for r in twice), step
+
+
+def test_window_grid_moves_every_step_and_crosses_seam_and_loop():
+    offsets = [sch.step_offsets(s, WINDOW) for s in range(sch.OFFSET_CYCLE)]
+    assert len(set(offsets)) == sch.OFFSET_CYCLE
+    assert all(a != b for a, b in zip(offsets, offsets[1:], strict=False))
+    crosses_seam = crosses_loop = 0
+    F, H, W = GRID
+    for step in range(sch.OFFSET_CYCLE):
+        for view in sch.shifted_windows(step, WINDOW, GRID):
+            cols = view.cells.reshape(view.height, view.width)[0] % W
+            crosses_seam += bool(np.any(np.diff(cols) < 0))
+            crosses_loop += bool(np.any(np.diff(view.frames) < 0))
+    assert crosses_seam > 0 and crosses_loop > 0
+
+
+def test_window_pixels_per_latent_pixel_stay_within_the_budget():
+    window = sch.WindowGrid((16, 64, 64), align=8)  # AnimateDiff at 2048×1024
+    grid = (16, 128, 256)
+    ratios = [
+        sum(v.pixels for v in sch.shifted_windows(s, window, grid)) / math.prod(grid)
+        for s in range(sch.OFFSET_CYCLE)
+    ]
+    assert max(ratios) <= 1.25
+    no_lat = sch.shifted_windows(3, window, grid, latitude_shift=False)
+    assert sum(v.pixels for v in no_lat) / math.prod(grid) == 1.0
+    md = sch.multidiffusion_windows(window, grid, stride=8)
+    assert sum(v.pixels for v in md) / math.prod(grid) == pytest.approx(36.0)
+
+
+def test_edge_bands_never_wrap_latitude():
+    for step in range(sch.OFFSET_CYCLE):
+        for top, rows in sch.row_bands(16, 8, sch.step_offsets(step, WINDOW)[1], 2):
+            assert 0 <= top and top + rows <= 16 and rows >= 4
+
+
+def test_nearest_gather_scatter_keeps_exact_values():
+    grid = (4, 16, 32)
+    latent = torch.randn(4, *grid, generator=torch.Generator().manual_seed(0))
+    views = sch.sphere_views(3, sch.WindowGrid((4, 8, 8), 2), grid)
+    views += [window_view(2, 4, 28, (4, 8, 8), grid)]  # wraps the seam and the loop
+    for view in views:
+        gathered = gather(latent, view)
+        flat = latent.reshape(4, grid[0], -1)[:, view.frames][:, :, view.cells]
+        assert torch.equal(gathered.reshape(flat.shape), flat)  # exact copies, no blending
+        kept = view.cells[view.keep]
+        assert len(np.unique(kept)) == len(kept)  # each cell written back once
+        values = gathered.reshape(4, len(view.frames), -1)[:, :, view.keep]
+        source = latent.reshape(4, grid[0], -1)[:, view.frames][:, :, kept]
+        assert torch.equal(values.sort(-1).values, source.sort(-1).values)  # same multiset
+        copy = latent.clone()
+        scatter(copy, view, gathered)
+        assert torch.equal(copy, latent)
+
+
+def test_sphere_view_directions_follow_blender_convention():
+    rays = sch.look_directions(0.0, 90.0, 120.0, 8, 8)  # looking at +Y
+    centre = rays[3:5, 3:5].mean(axis=(0, 1))
+    assert np.allclose(centre / np.linalg.norm(centre), [0, 1, 0], atol=1e-9)
+    view = nearest_view(sch.look_directions(0.0, 0.0, 30.0, 2, 2), np.arange(1), (1, 8, 16), "s")
+    cols = view.cells % 16
+    assert set(cols.tolist()) == {7, 8}  # +X is the centre of the panorama
+    top = nearest_view(sch.look_directions(90.0, 0.0, 30.0, 2, 2), np.arange(1), (1, 8, 16), "s")
+    assert set((top.cells // 16).tolist()) == {0}  # the zenith is row 0
+
+
+def test_camera_view_is_centred_on_the_camera():
+    # A camera at the origin looking along +Y (Blender: rotation_euler (90°, 0, 0)).
+    matrix = [[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]]
+    cam = BlenderCamera("cam", tuple(map(tuple, matrix)), resolution_x=640, resolution_y=480)
+    assert np.allclose(cam.view_direction(), [0, 1, 0])
+    rays = sch.camera_directions(cam, 8, 8)
+    centre = rays[3:5, 3:5].mean(axis=(0, 1))
+    assert np.allclose(centre / np.linalg.norm(centre), [0, 1, 0], atol=1e-9)
+    (view,) = sch.camera_views(0, sch.WindowGrid((4, 8, 8), 2), (4, 16, 32), [cam])
+    cols = view.cells.reshape(8, 8)[:, 3:5] % 32
+    assert abs(cols.mean() - 32 * 0.25) < 1.5  # +Y sits at u = 0.25
+
+
+def test_stage_plan_is_coarse_to_fine_when_the_canvas_allows():
+    window = sch.WindowGrid((16, 64, 64), 8)
+    stages = sch.plan_stages(25, (128, 256), window)
+    assert [s.name for s in stages] == ["sphere", "windows", "refine"]
+    assert stages[0].scale == 2 and stages[-1].scale == 1 and stages[-1].stop == 25
+    small = sch.plan_stages(25, (64, 128), window)
+    assert [s.name for s in small] == ["sphere", "windows"]
+    assert sch.plan_stages(1, (64, 128), window) == [sch.Stage("sphere", "sphere", 0, 1)]
+
+
+def test_analytic_denoiser_is_the_exact_posterior_mean():
+    backend = GaussianFieldBackend(window=(3, 4, 5), channels=1)
+    x = torch.randn(1, 3, 4, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    t = 400
+    alpha = float(backend.alphas_cumprod[t])
+    eps = backend.predict_noise(x, t, None, 1.0)
+    x0 = (x - (1 - alpha) ** 0.5 * eps) / alpha**0.5
+    # Dense Gaussian conditioning: E[x0|x] = √ᾱ K (ᾱK + (1−ᾱ)I)⁻¹ x.
+    idx = np.stack(np.meshgrid(*[np.arange(n) for n in (3, 4, 5)], indexing="ij"), -1)
+    d = idx.reshape(-1, 1, 3) - idx.reshape(1, -1, 3)
+    k = np.exp(-(d**2).sum(-1) / (2 * 2.0**2))
+    dense = alpha**0.5 * k @ np.linalg.solve(alpha * k + (1 - alpha) * np.eye(60), x.reshape(-1))
+    assert np.allclose(x0.reshape(-1).numpy(), dense, atol=1e-8)
+
+
+def _border_ratio(latent: torch.Tensor, w: int) -> float:
+    """Gradient energy across fixed window borders (columns w, 2w, …) over the interior."""
+    jumps = (latent - torch.roll(latent, 1, dims=-1)).pow(2).mean(dim=(0, 1, 2))
+    border = torch.zeros_like(jumps, dtype=torch.bool)
+    border[::w] = True
+    return float(jumps[border].mean() / jumps[~border].mean())
+
+
+def test_shifting_hides_window_borders_that_fixed_tiling_shows():
+    backend = GaussianFieldBackend(window=(4, 8, 8), channels=8)
+    common = dict(prompt="field", width=64, height=32, frames=8, steps=12, guidance=1.0)
+    fixed = sample_latent(backend, GenerateRequest(**common, schedule="fixed"), JobContext())
+    ours = sample_latent(backend, GenerateRequest(**common, schedule="windows"), JobContext())
+    assert _border_ratio(fixed.latent, 8) > 1.5
+    assert _border_ratio(ours.latent, 8) < 1.2
