@@ -1,0 +1,96 @@
+"""``python -m engine export PANORAMA_DIR --out DIR``: a panorama, ready for headsets and browsers.
+
+Writes ``DIR/<name>_360.mp4`` (H.264 at a headset-safe size and level, with Spherical
+Video V2 and V1 metadata), and on request ``DIR/cubemap/`` (faces, horizon and dice
+sheets of the first frame, orientation notes) and ``DIR/webxr/`` (an offline three.js
+viewer with the video and, given ``--gltf``, the scene). Only the standard library is
+imported here; the work happens in :mod:`engine.export.vr`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..jobs import JobContext
+
+X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+)
+HELP = "export a panorama as a 360° MP4 with spherical metadata, cubemaps and a WebXR package"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "panorama",
+        type=Path,
+        metavar="PANORAMA_DIR",
+        help="a PanoLoop output folder (manifest.json + frames/), a frame folder or an image",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="new output folder")
+    parser.add_argument(
+        "--size",
+        default=None,
+        help="video size WIDTHxHEIGHT, 2:1 (default: the panorama's own size; "
+        "headsets play up to 5760x2880 at 30 fps or 4096x2048 at 60 fps)",
+    )
+    parser.add_argument(
+        "--fps", type=float, default=None, help="frame rate (default: the panorama's own)"
+    )
+    parser.add_argument("--cubemap", action="store_true", help="also write cube faces and sheets")
+    parser.add_argument(
+        "--face-size", type=int, default=None, help="cube face size in pixels (default: width/4)"
+    )
+    parser.add_argument("--webxr", action="store_true", help="also write a WebXR package")
+    parser.add_argument(
+        "--gltf", type=Path, default=None, help="scene .glb to put into the WebXR package"
+    )
+    parser.add_argument(
+        "--viewpoint",
+        type=float,
+        nargs=3,
+        default=(0.0, 0.0, 0.0),
+        metavar=("X", "Y", "Z"),
+        help="Blender-world point the panorama is seen from (places the glTF scene)",
+    )
+    parser.add_argument(
+        "--yaw", type=float, default=0.0, help="World Mapping node Z rotation in degrees"
+    )
+    parser.add_argument("--crf", type=int, default=18, help="x264 quality (lower = better)")
+    parser.add_argument(
+        "--preset", default="medium", choices=X264_PRESETS, help="x264 preset (default: medium)"
+    )
+
+
+def run(args: argparse.Namespace, ctx: JobContext) -> Path:
+    """Check every input, then write the export folder atomically; returns ``--out``."""
+    from ..errors import BadInput
+    from .h264 import parse_size
+    from .vr import ExportOptions, export_panorama
+
+    size = parse_size(args.size) if args.size else None
+    if args.face_size is not None and args.face_size <= 0:
+        raise BadInput(f"--face-size {args.face_size} must be positive")
+    if not 0 <= args.crf <= 51:
+        raise BadInput(f"--crf {args.crf} must be between 0 and 51")
+    options = ExportOptions(
+        size=size,
+        fps=args.fps,
+        cubemap=args.cubemap,
+        webxr=args.webxr,
+        face_size=args.face_size,
+        gltf=args.gltf,
+        viewpoint=tuple(args.viewpoint),
+        yaw_degrees=args.yaw,
+        crf=args.crf,
+        preset=args.preset,
+    )
+    return export_panorama(args.panorama, args.out, options, ctx)

@@ -1,0 +1,186 @@
+"""VR export of a panorama output folder: 360° MP4, cubemaps and the WebXR package.
+
+Reads like a pipeline: check inputs → resize and encode → tag spherical metadata →
+cubemaps → WebXR package → manifest. Everything is written into a temporary sibling of
+the output folder and renamed into place whole (a failure or cancel leaves nothing).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BadInput
+from ..jobs import JobContext
+from .h264 import Level, check_headset_video, encode_360
+from .spherical import StereoMode, inject_spherical, read_spherical
+
+EXPORT_KIND = "vr_export"
+CUBEMAP_DIR = "cubemap"
+WEBXR_DIR = "webxr"
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to export. ``size`` None keeps the panorama's size; ``fps`` None uses its own."""
+
+    size: tuple[int, int] | None = None
+    fps: float | None = None
+    cubemap: bool = False
+    webxr: bool = False
+    face_size: int | None = None
+    gltf: Path | None = None
+    viewpoint: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    yaw_degrees: float = 0.0
+    name: str | None = None
+    crf: int = 18
+    preset: str = "medium"
+
+
+def video_name(stem: str, stereo: StereoMode = "mono") -> str:
+    """``<stem>_360.mp4``, ``<stem>_360_TB.mp4`` or ``_LR``: the tags players read."""
+    tag = {"mono": "", "top-bottom": "_TB", "left-right": "_LR"}[stereo]
+    safe = _SAFE_NAME.sub("_", stem).strip("_") or "panorama"
+    return f"{safe}_360{tag}.mp4"
+
+
+def write_360_mp4(
+    frames: Iterable[np.ndarray],
+    path: Path,
+    fps: float,
+    level: Level,
+    *,
+    stereo: StereoMode = "mono",
+    yaw_degrees: float = 0.0,
+    crf: int = 18,
+    preset: str = "medium",
+) -> Path:
+    """Encode 8-bit frames at ``level``, then add V2 + V1 spherical metadata → ``path``."""
+    encoded = path.with_name(f".{path.stem}.untagged.mp4")
+    try:
+        encode_360(frames, encoded, fps, level, crf=crf, preset=preset)
+        inject_spherical(encoded, path, stereo=stereo, yaw=yaw_degrees)
+    finally:
+        encoded.unlink(missing_ok=True)
+    return path
+
+
+def export_panorama(
+    panorama: Path, out: Path, options: ExportOptions, ctx: JobContext | None = None
+) -> Path:
+    """Export the panorama at ``panorama`` (output folder, frame folder or image) to ``out``."""
+    from ..media import (
+        atomic_output_dir,
+        check_output_free,
+        open_panorama,
+        read_image,
+        to_display_uint8,
+        write_manifest,
+    )
+    from .cubemap import write_cubemaps
+    from .resample import EquirectResizer
+
+    ctx = ctx or JobContext()
+    # 1. Check inputs: nothing is written until every one passes.
+    check_output_free(out)
+    source = open_panorama(panorama)
+    fps = options.fps if options.fps is not None else source.fps
+    if fps is None:
+        raise BadInput(f"panorama {panorama} records no frame rate; pass --fps")
+    first = read_image(source.frames[0])
+    src_h, src_w = first.shape[:2]
+    width, height = options.size or (src_w, src_h)
+    level = check_headset_video(width, height, float(fps), "mono")
+    face_size = options.face_size or max(2, (width // 4) // 2 * 2)
+    if face_size <= 0:
+        raise BadInput(f"cube face size {face_size} must be positive")
+    if options.gltf is not None and not options.gltf.is_file():
+        raise BadInput(f"scene file not found: {options.gltf}")
+    if options.gltf is not None and options.gltf.suffix.lower() != ".glb":
+        raise BadInput(f"scene {options.gltf} must be a binary glTF (.glb)")
+    stem = options.name or _stem_of(panorama)
+    resize = EquirectResizer(src_w, src_h, width, height)
+
+    with atomic_output_dir(out) as tmp:
+        # 2. Resize, encode, tag.
+        video = tmp / video_name(stem)
+        frames = _display_frames(source.frames, first, resize, to_display_uint8, read_image, ctx)
+        with ctx.timed("encode"):
+            write_360_mp4(frames, video, float(fps), level, crf=options.crf, preset=options.preset)
+        written: dict[str, Any] = {"video": video.name}
+        # 3. Cubemaps of the first frame (game-engine skyboxes are stills).
+        if options.cubemap:
+            ctx.step("cubemap", 1, 1)
+            with ctx.timed("cubemap"):
+                faces = write_cubemaps(resize(first), tmp / CUBEMAP_DIR, face_size)
+            written["cubemap"] = {k: f"{CUBEMAP_DIR}/{v}" for k, v in faces.items()}
+        # 4. The WebXR package.
+        if options.webxr:
+            from .webxr import write_webxr_package
+
+            ctx.step("webxr", 1, 1)
+            (tmp / WEBXR_DIR).mkdir()
+            with ctx.timed("webxr"):
+                package = write_webxr_package(
+                    tmp / WEBXR_DIR,
+                    video,
+                    title=stem,
+                    gltf=options.gltf,
+                    viewpoint=options.viewpoint,
+                    yaw_degrees=options.yaw_degrees,
+                )
+            written["webxr"] = f"{WEBXR_DIR}/index.html"
+            written["webxr_three_version"] = package["three_version"]
+        # 5. Manifest: what was written and how to play it.
+        info = read_spherical(video)
+        write_manifest(
+            tmp,
+            {
+                "kind": EXPORT_KIND,
+                "projection": "equirectangular",
+                "orientation": (source.manifest or {}).get("orientation", "blender"),
+                "width": width,
+                "height": height,
+                "frames": source.count,
+                "fps": float(fps),
+                "loop": source.loop,
+                "stereo": "mono",
+                "h264_level": level.name,
+                "yaw_degrees": options.yaw_degrees,
+                "spherical_boxes": info.boxes,
+                "files": written,
+                "source": str(panorama),
+                "timings": ctx.timings,
+            },
+        )
+    return out
+
+
+def _display_frames(
+    paths: list[Path],
+    first: np.ndarray,
+    resize: Any,
+    to_display: Any,
+    read: Any,
+    ctx: JobContext,
+) -> Iterator[np.ndarray]:
+    """8-bit display frames in order, each checked against the first frame's size and type."""
+    for index, path in enumerate(paths):
+        ctx.step("encode", index + 1, len(paths))
+        frame = first if index == 0 else read(path)
+        if frame.shape != first.shape or frame.dtype != first.dtype:
+            raise BadInput(
+                f"frame {path} is {frame.shape[1]}x{frame.shape[0]} {frame.dtype}; "
+                f"the first frame is {first.shape[1]}x{first.shape[0]} {first.dtype}"
+            )
+        yield to_display(resize(frame))
+
+
+def _stem_of(panorama: Path) -> str:
+    return panorama.stem if panorama.is_file() else panorama.resolve().name
