@@ -116,12 +116,13 @@ def _displacement(motion, i, j, y0, y1, fy, x0, x1, fx, amp):
 
 
 @njit(inline="always")
-def _add(acc, row, col, height, width, weight, r, g, b):
+def _add(acc, row, col, height, width, share, r, g, b, z):
+    """Add a bilinear ``share`` of a z-weighted colour (r, g, b already times z)."""
     row, col = _target(row, col, height, width)
-    acc[row, col, 0] += weight * r
-    acc[row, col, 1] += weight * g
-    acc[row, col, 2] += weight * b
-    acc[row, col, 3] += weight
+    acc[row, col, 0] += share * r
+    acc[row, col, 1] += share * g
+    acc[row, col, 2] += share * b
+    acc[row, col, 3] += share * z
 
 
 @njit(cache=True)
@@ -145,10 +146,10 @@ def _splat_rows(source, amplitude, zweight, motion, y0, y1, fy, x0, x1, fx, star
             b = source[i, j, 2] * z
             ix = int(cx)
             iy = int(cy)
-            _add(acc, iy, ix, height, width, (1.0 - ay) * (1.0 - ax), r, g, b)
-            _add(acc, iy, ix + 1, height, width, (1.0 - ay) * ax, r, g, b)
-            _add(acc, iy + 1, ix, height, width, ay * (1.0 - ax), r, g, b)
-            _add(acc, iy + 1, ix + 1, height, width, ay * ax, r, g, b)
+            _add(acc, iy, ix, height, width, (1.0 - ay) * (1.0 - ax), r, g, b, z)
+            _add(acc, iy, ix + 1, height, width, (1.0 - ay) * ax, r, g, b, z)
+            _add(acc, iy + 1, ix, height, width, ay * (1.0 - ax), r, g, b, z)
+            _add(acc, iy + 1, ix + 1, height, width, ay * ax, r, g, b, z)
 
 
 @njit(parallel=True, cache=True)
