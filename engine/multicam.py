@@ -1,0 +1,213 @@
+"""``python -m engine multicam``: every camera of a scene, in sync, from a looping panorama.
+
+Output folder::
+
+    views/<camera>/frame_000000.png …   the panorama reprojected into each camera
+                                        (``engine views``; same count, same numbers)
+    <camera>.mp4                        one clip per camera, all of equal length
+    contact_sheet.png                   rows = cameras, columns = a few instants
+    cameras.json                        Blender values + OpenCV K, camera-to-world and
+                                        poses relative to the first (reference) camera
+    manifest.json
+
+Frame n of every clip shows the same instant of the loop. With ``--frame-range START
+END`` (Blender's scene frames) the range must span exactly the loop, so Blender frame
+START + n is loop frame n; anything else would desynchronise the renders.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .jobs import JobContext
+
+HELP = "render every camera in sync from a panorama: per-camera clips, MP4s, contact sheet"
+VIEWS_DIR = "views"
+SHEET_NAME = "contact_sheet.png"
+#: Contact-sheet tile height in pixels and the gap between tiles.
+SHEET_TILE_H = 180
+SHEET_GAP = 4
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--panorama", required=True, type=Path, help="PanoLoop output folder, frame folder or image"
+    )
+    parser.add_argument("--cameras", required=True, type=Path, help="cameras.json from Blender")
+    parser.add_argument("--out", required=True, type=Path, help="new output folder")
+    parser.add_argument(
+        "--frame-range",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("START", "END"),
+        help="Blender frame range the clips stand for; must span exactly the loop",
+    )
+    parser.add_argument(
+        "--instants", type=int, default=4, help="columns of the contact sheet (default 4)"
+    )
+    parser.add_argument("--fps", type=float, default=None, help="clip frame rate override")
+
+
+def run(args: argparse.Namespace, ctx: JobContext) -> Path:
+    """Check every input, then write the multicam folder atomically; returns ``--out``."""
+    from .cameras import load_cameras
+    from .errors import BadInput
+    from .media import check_output_free, open_panorama
+
+    # 1. Check inputs.
+    check_output_free(args.out)
+    source = open_panorama(args.panorama)
+    cameras = load_cameras(args.cameras)
+    for cam in cameras:
+        kind = cam.extra.get("type", "PERSP")
+        if kind != "PERSP":
+            raise BadInput(
+                f"camera {cam.name!r} is {kind}; multicam reprojects perspective cameras only"
+            )
+    if args.instants < 1:
+        raise BadInput(f"--instants {args.instants} must be at least 1")
+    check_frame_range(args.frame_range, source.count)
+    fps = args.fps if args.fps is not None else source.fps
+    if fps is None:
+        raise BadInput(f"panorama {args.panorama} records no frame rate; pass --fps")
+    if fps <= 0:
+        raise BadInput(f"frame rate {fps:g} must be positive")
+    # 2. Render.
+    return render_multicam(
+        source,
+        cameras,
+        args.out,
+        ctx,
+        fps=float(fps),
+        frame_range=tuple(args.frame_range) if args.frame_range else None,
+        instants=args.instants,
+        source_path=args.panorama,
+    )
+
+
+def check_frame_range(frame_range: Any, loop_frames: int) -> None:
+    """Refuse a Blender frame range that does not span exactly the loop's frames."""
+    from .errors import BadInput
+
+    if frame_range is None:
+        return
+    start, end = frame_range
+    count = end - start + 1
+    if count != loop_frames:
+        raise BadInput(
+            f"frame range {start}-{end} is {count} frames but the loop has {loop_frames}; "
+            f"set the scene to {start}-{start + loop_frames - 1}"
+        )
+
+
+def render_multicam(
+    source: Any,
+    cameras: list,
+    out: Path,
+    ctx: JobContext,
+    *,
+    fps: float,
+    frame_range: tuple[int, int] | None = None,
+    instants: int = 4,
+    source_path: Path | None = None,
+) -> Path:
+    """Write the multicam folder (see the module docstring) atomically; returns ``out``."""
+    from .cameras import save_cameras
+    from .media import atomic_output_dir, list_frames, read_manifest, write_manifest
+    from .views import render_views
+
+    with atomic_output_dir(out) as tmp:
+        # 1. Reprojected clips (one sampling map per camera, built once).
+        render_views(source, cameras, tmp / VIEWS_DIR, ctx, source_path=source_path)
+        views = read_manifest(tmp / VIEWS_DIR)
+        clips = {cam.name: list_frames(tmp / VIEWS_DIR / cam.name) for cam in cameras}
+        # 2. One MP4 per camera, all the same length.
+        with ctx.timed("encode"):
+            for index, cam in enumerate(cameras):
+                ctx.step("encode", index + 1, len(cameras))
+                encode_clip(clips[cam.name], tmp / f"{safe_name(cam.name)}.mp4", fps)
+        # 3. Contact sheet and cameras.json.
+        with ctx.timed("contact_sheet"):
+            sheet = contact_sheet([clips[c.name] for c in cameras], instants)
+            from .media import write_image
+
+            write_image(tmp / SHEET_NAME, sheet)
+        save_cameras(cameras, tmp / "cameras.json", with_opencv=True)
+        write_manifest(
+            tmp,
+            {
+                "kind": "multicam",
+                "frames": views["frames"],
+                "fps": fps,
+                "loop": views["loop"],
+                "blender_frame_range": list(frame_range) if frame_range else None,
+                "sync": "frame n of every clip is loop frame n (Blender frame start + n)",
+                "cameras": [
+                    {
+                        "name": c.name,
+                        "frames": f"{VIEWS_DIR}/{c.name}",
+                        "video": f"{safe_name(c.name)}.mp4",
+                        "width": c.width,
+                        "height": c.height,
+                    }
+                    for c in cameras
+                ],
+                "contact_sheet": SHEET_NAME,
+                "cameras_file": "cameras.json",
+                "reference_camera": cameras[0].name,
+                "source": str(source_path) if source_path else None,
+                "timings": ctx.timings,
+            },
+        )
+    return out
+
+
+def safe_name(name: str) -> str:
+    """A camera name as a file name (folders keep the real name; load_cameras checked it)."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.") or "camera"
+
+
+def encode_clip(frames: list[Path], path: Path, fps: float) -> Path:
+    """Encode a frame folder's files as an 8-bit H.264 preview (odd sizes padded by 1 px)."""
+    import numpy as np
+
+    from .media import encode_mp4, read_image, to_display_uint8
+
+    def display(p: Path) -> np.ndarray:
+        frame = to_display_uint8(read_image(p))
+        h, w = frame.shape[:2]
+        return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+
+    return encode_mp4((display(p) for p in frames), path, fps)
+
+
+def contact_sheet(clips: list[list[Path]], instants: int = 4) -> Any:
+    """A grid (8-bit RGB): one row per clip, ``instants`` columns spread over the loop.
+
+    Every row samples the same frame numbers, so a column is one instant for all cameras.
+    """
+    import cv2
+    import numpy as np
+
+    from .media import read_image, to_display_uint8
+
+    count = min(len(c) for c in clips)
+    picks = np.unique(np.linspace(0, count - 1, min(instants, count)).round().astype(int))
+    rows = []
+    for frames in clips:
+        tiles = []
+        for i in picks:
+            tile = to_display_uint8(read_image(frames[i]))
+            scale = SHEET_TILE_H / tile.shape[0]
+            size = (max(1, round(tile.shape[1] * scale)), SHEET_TILE_H)
+            tiles.append(cv2.resize(tile, size, interpolation=cv2.INTER_AREA))
+            tiles.append(np.zeros((SHEET_TILE_H, SHEET_GAP, 3), np.uint8))
+        rows.append(np.concatenate(tiles[:-1], axis=1))
+    width = max(r.shape[1] for r in rows)
+    padded = [np.pad(r, ((0, SHEET_GAP), (0, width - r.shape[1]), (0, 0))) for r in rows]
+    return np.concatenate(padded, axis=0)[:-SHEET_GAP]
