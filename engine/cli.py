@@ -21,6 +21,7 @@ from .jobs import JobContext, stderr_progress
 #: Subcommand name → module implementing it.
 COMMANDS = {
     "views": "engine.views",
+    "multicam": "engine.multicam",
     "animate": "engine.animate.command",
     "generate": "engine.generate.command",
     "export": "engine.export.command",
