@@ -106,6 +106,10 @@ def worker_environment(*, online: bool) -> dict[str, str]:
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)
+    # Caches go to the user folder: never write inside the extension folder.
+    caches = user_dir() / "cache"
+    env["PYTHONPYCACHEPREFIX"] = str(caches / "pycache")
+    env["NUMBA_CACHE_DIR"] = str(caches / "numba")
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONIOENCODING"] = "utf-8"
     if online:

@@ -183,6 +183,8 @@ def generate_job(scene: Any) -> Job:
         "--seed", str(settings.seed),
         "--device", DEVICE_FLAGS[prefs.device],
         "--dtype", DTYPE_FLAGS[prefs.precision],
+        "--window-frames", str(prefs.window_frames),
+        "--schedule", prefs.schedule,
     ]  # fmt: skip
     if settings.negative_prompt.strip():
         argv += ["--negative", settings.negative_prompt]

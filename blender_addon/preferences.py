@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from . import engine_env, runner
 from .engine_env import ADDON_PACKAGE, EXTENSION_DIR, AddonError
@@ -65,6 +65,22 @@ class PanoLoopPreferences(bpy.types.AddonPreferences):
     vae_slicing: BoolProperty(
         name="VAE Slicing", description="Decode frames one by one (less memory)", default=True
     )
+    window_frames: IntProperty(
+        name="Window Frames",
+        description="Frames the model sees per call (AnimateDiff: 16; fewer is faster)",
+        default=16,
+        min=1,
+        max=64,
+    )
+    schedule: EnumProperty(
+        name="Schedule",
+        items=(
+            ("dynamic", "Dynamic", "Sphere views, shifted windows, coarse-to-fine (best)"),
+            ("windows", "Windows", "Shifted windows only (faster)"),
+            ("fixed", "Fixed Tiling", "Plain tiles: a baseline that shows seams"),
+        ),
+        default="dynamic",
+    )
     output_dir: StringProperty(
         name="Output Folder",
         description="Where finished loops are written; empty = the extension's user folder",
@@ -89,6 +105,8 @@ class PanoLoopPreferences(bpy.types.AddonPreferences):
         col.prop(self, "precision")
         col.prop(self, "cpu_offload")
         col.prop(self, "vae_slicing")
+        col.prop(self, "window_frames")
+        col.prop(self, "schedule")
         layout.prop(self, "output_dir")
 
 

@@ -44,7 +44,7 @@ DRAIN_BUDGET_S = 0.015
 #: Seconds a worker gets to stop after ``cancel`` before it is terminated (then killed).
 CANCEL_GRACE_S = 10.0
 KILL_GRACE_S = 5.0
-#: Seconds a worker may stay alive after its final event, or after closing stdout.
+#: Seconds a worker that closed its stdout without a final event may take to exit.
 EXIT_GRACE_S = 5.0
 #: How much of the log a crash report quotes.
 LOG_TAIL_LINES = 12
@@ -192,6 +192,13 @@ class Job:
 
     def _watch_process(self) -> None:
         assert self.proc is not None
+        if self._final_event is not None:
+            # The worker writes its final event after its output is renamed into place (or
+            # its temporary output removed): the job is over even while the interpreter
+            # still tears down (numba, torch: seconds under load).
+            self.exit_code = self.proc.poll()
+            self._conclude()
+            return
         now = time.monotonic()
         code = self.proc.poll()
         if self._cancel_at is not None and code is None:
@@ -200,23 +207,25 @@ class Job:
                 self.proc.kill()
             elif waited > CANCEL_GRACE_S:
                 self.proc.terminate()
-        waiting = self._final_event is not None or self._stdout_closed or code is not None
-        if waiting and self._waiting_since is None:
+        if code is None and not self._stdout_closed:
+            return
+        # Exited, or closed its stdout, without a final event: a crash or a kill.
+        if self._waiting_since is None:
             self._waiting_since = now
         if code is None:
-            if waiting and now - self._waiting_since > EXIT_GRACE_S:
-                self.proc.kill()  # said it finished (or closed stdout) but will not exit
+            if now - self._waiting_since > EXIT_GRACE_S:
+                self.proc.kill()
             return
-        if self._final_event is None and not self._stdout_closed and now - self._waiting_since < 1:
-            return  # let the reader thread deliver the last lines
+        if not self.events.empty() or (not self._stdout_closed and now - self._waiting_since < 1):
+            return  # let the reader thread deliver (and poll drain) the last lines
         self.exit_code = code
         self._conclude()
 
     def _conclude(self) -> None:
-        """The process has exited: turn its final event (or its absence) into a state."""
+        """Turn the final event (or its absence: a crash) into the job's end state."""
         event = self._final_event or {}
         kind = event.get("event")
-        if kind == "done" and self.exit_code == 0:
+        if kind == "done":
             self.result = Path(event["output"]) if event.get("output") else self.output
             self._finish("DONE", f"finished: {self.result}")
         elif kind == "cancelled" or (self._cancel_at is not None and kind != "error"):
