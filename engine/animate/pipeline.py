@@ -37,13 +37,19 @@ from .splat import SoftmaxSplatter
 
 #: The motion used is always saved next to the frames, so it can be reused or edited.
 MOTION_NAME = "motion.npz"
+#: Fewest frames of a loop that can move (one cycle needs more than 2 samples).
+MIN_FRAMES = 3
 
 
 # --------------------------------------------------------------------------- input checks
 
 
 def frame_count(seconds: float, fps: float) -> int:
-    """Frames in a loop of ``seconds`` at ``fps``: must be a whole number ≥ 2."""
+    """Frames in a loop of ``seconds`` at ``fps``: a whole number ≥ 3.
+
+    Three is the fewest frames that can show one cycle per loop (a frequency must stay
+    below half the frame count, see :func:`~engine.animate.spectral.usable_frequencies`).
+    """
     for name, value in (("seconds", seconds), ("fps", fps)):
         if not math.isfinite(value) or value <= 0:
             raise BadInput(f"{name} must be a positive number, got {value}")
@@ -53,8 +59,8 @@ def frame_count(seconds: float, fps: float) -> int:
         raise BadInput(
             f"seconds × fps = {seconds} × {fps} = {frames:g} frames; it must be a whole number"
         )
-    if rounded < 2:
-        raise BadInput(f"a loop needs at least 2 frames, got seconds × fps = {rounded}")
+    if rounded < MIN_FRAMES:
+        raise BadInput(f"a loop needs at least {MIN_FRAMES} frames, got seconds × fps = {rounded}")
     return int(rounded)
 
 

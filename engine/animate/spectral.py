@@ -131,7 +131,7 @@ class MotionTexture:
         self.shape = (2, h, w)
         # Re(S e^{iθ}) = Re(S)·cos θ − Im(S)·sin θ: one real matrix product per frame.
         self._matrix = np.ascontiguousarray(
-            np.concatenate([coeffs.real, -coeffs.imag]).reshape(2 * len(coeffs), -1),
+            np.concatenate([coeffs.real, -coeffs.imag]).reshape(2 * len(coeffs), 2 * h * w),
             dtype=np.float32,
         )
         self._basis = np.empty(2 * len(coeffs), dtype=np.float32)
