@@ -1,0 +1,241 @@
+"""Real Blender renders (bpy, Cycles on the CPU, tiny sizes): every camera in sync with the
+animated World, mono and stereo 360° of the scene, and refused scenes.
+
+The bpy work runs in a subprocess (``.venv/bin/python`` with the bpy module), so Blender's
+global state stays out of the test process. The World plays a 4-frame loop whose frames
+carry their number in the green channel; frame N of every camera must show loop frame N.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.cameras import load_cameras
+from engine.media import (
+    frame_path,
+    list_frames,
+    panorama_manifest,
+    read_image,
+    write_image,
+    write_manifest,
+)
+from engine.projection import equirect_to_camera
+
+REPO = Path(__file__).resolve().parents[1]
+LOOP_FRAMES = 4
+TAG = (40, 90, 140, 190)  # green value of loop frame 0..3
+
+SCENE_SCRIPT = textwrap.dedent(
+    """
+    import json, math, sys
+    from pathlib import Path
+    import bpy
+    sys.path.insert(0, {repo!r})
+    from blender_addon import render
+    from blender_addon.scene_io import write_cameras_json
+
+    loop, out = Path({loop!r}), Path({out!r})
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = 1
+    scene.cycles.use_adaptive_sampling = False
+    scene.cycles.use_denoising = False
+    scene.cycles.filter_width = 0.01
+    scene.view_settings.view_transform = "Standard"
+    scene.render.resolution_x, scene.render.resolution_y = 64, 48
+    scene.render.resolution_percentage = 100
+    scene.frame_start, scene.frame_end = 1, {frames}
+
+    # The World plays the loop as an image sequence, as blender_addon.world applies it.
+    world = bpy.data.worlds.new("W")
+    world.use_nodes = True
+    # No importance map: Cycles rebuilds it for every frame of an animated World, which
+    # costs seconds per render at its default resolution.
+    world.cycles.sampling_method = "NONE"
+    tree = world.node_tree
+    env = tree.nodes.new("ShaderNodeTexEnvironment")
+    env.name = render.ENV_NODE_NAME
+    env.interpolation = "Linear"
+    env.image = bpy.data.images.load(str(loop / "frames" / "frame_000000.png"))
+    env.image.source = "SEQUENCE"
+    user = env.image_user
+    user.frame_duration, user.frame_start, user.frame_offset = {frames}, 1, -1
+    user.use_cyclic = user.use_auto_refresh = True
+    tree.links.new(env.outputs["Color"], tree.nodes["Background"].inputs["Color"])
+    scene.world = world
+
+    def camera(name, rot, loc=(0, 0, 0), kind="PERSP"):
+        data = bpy.data.cameras.new(name)
+        data.type = kind
+        data.lens = 20
+        obj = bpy.data.objects.new(name, data)
+        obj.rotation_euler = [math.radians(a) for a in rot]
+        obj.location = loc
+        scene.collection.objects.link(obj)
+        return obj
+
+    cams = [camera("Front", (90, 0, -90)), camera("Left", (90, 0, 0)),
+            camera("Up", (0, 0, 0))]
+    # A red ball 0.6 m from the origin along -X (the Back side, seen by no camera): only
+    # the 360° renders see it, with parallax in stereo.
+    mesh = bpy.data.meshes.new("ball")
+    ball = bpy.data.objects.new("ball", mesh)
+    import bmesh
+    bm = bmesh.new(); bmesh.ops.create_uvsphere(bm, u_segments=16, v_segments=8, radius=0.12)
+    bm.to_mesh(mesh); bm.free()
+    mat = bpy.data.materials.new("red"); mat.use_nodes = True
+    emit = mat.node_tree.nodes.new("ShaderNodeEmission")
+    emit.inputs["Color"].default_value = (1, 0, 0, 1)
+    out_node = mat.node_tree.nodes["Material Output"]
+    mat.node_tree.links.new(emit.outputs[0], out_node.inputs["Surface"])
+    mesh.materials.append(mat)
+    ball.location = (-0.6, 0, 0)
+    scene.collection.objects.link(ball)
+
+    bpy.context.view_layer.update()  # matrix_world follows rotation_euler only after this
+    write_cameras_json(cams, scene, out / "cameras.json")
+    results = {{}}
+    results["cameras"] = str(render.render_cameras(scene, cams, (1, {frames}), out / "renders"))
+    results["mono"] = str(render.render_360(scene, (0, 0, 0), (1, {frames}), out / "mono",
+                                            width=64))
+    results["stereo"] = str(render.render_360(scene, (0, 0, 0), (1, {frames}), out / "stereo",
+                                              width=64, stereo=True, interocular=0.3))
+    assert scene.camera is None and scene.render.resolution_x == 64, "settings restored"
+    assert not scene.render.use_multiview
+    assert "PanoLoop 360" not in bpy.data.objects, "temporary camera removed"
+
+    refused = {{}}
+    ortho = camera("Ortho", (90, 0, 0), kind="ORTHO")
+    attempts = {{
+        "ortho": lambda: render.render_cameras(scene, [ortho], (1, {frames}), out / "x"),
+        "none": lambda: render.render_cameras(scene, [], (1, {frames}), out / "x"),
+        "range": lambda: render.render_cameras(scene, cams, (1, 10), out / "x"),
+        "exists": lambda: render.render_cameras(scene, cams, (1, {frames}), out / "renders"),
+        "stereo_range": lambda: render.render_360(scene, (0, 0, 0), (2, 3), out / "x"),
+    }}
+    for key, attempt in attempts.items():
+        try:
+            attempt()
+        except render.RenderError as exc:
+            refused[key] = str(exc)
+    results["refused"] = refused
+    (out / "results.json").write_text(json.dumps(results))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def blender_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("blender_multicam")
+    loop = root / "loop"
+    (loop / "frames").mkdir(parents=True)
+    xx = np.arange(128)[None, :]
+    yy = np.arange(64)[:, None]
+    for t in range(LOOP_FRAMES):
+        image = np.zeros((64, 128, 3), np.uint8)
+        image[..., 0] = (np.sin(xx / 128 * 2 * np.pi) + 1) * 60 + 0 * yy
+        image[..., 1] = TAG[t]
+        image[..., 2] = 30 + yy * 3 + 0 * xx
+        write_image(frame_path(loop / "frames", t, np.uint8), image)
+    write_manifest(loop, panorama_manifest(width=128, height=64, frames=LOOP_FRAMES, fps=24,
+                                           loop=True))  # fmt: skip
+    out = root / "out"
+    out.mkdir()
+    script = SCENE_SCRIPT.format(repo=str(REPO), loop=str(loop), out=str(out), frames=LOOP_FRAMES)
+    (root / "scene.py").write_text(script)
+    result = subprocess.run(
+        [sys.executable, str(root / "scene.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def results(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+def test_every_camera_renders_the_same_frame_numbers_in_sync(blender_out: Path) -> None:
+    renders = blender_out / "renders"
+    manifest = json.loads((renders / "manifest.json").read_text())
+    assert manifest["frame_range"] == [1, LOOP_FRAMES] and manifest["engine"] == "CYCLES"
+    names = [c["name"] for c in manifest["cameras"]]
+    assert names == ["Front", "Left", "Up"]
+    for name in names:
+        frames = list_frames(renders / name)
+        assert [p.name for p in frames] == [f"frame_{n:06d}.png" for n in range(LOOP_FRAMES)]
+        for n, path in enumerate(frames):
+            green = read_image(path)[..., 1].astype(float).mean()
+            assert abs(green - TAG[n]) < 6, (name, n, green)
+
+
+def test_blender_renders_agree_with_the_engine_reprojection(blender_out: Path) -> None:
+    """Cycles through each camera ≈ our reprojection of the same loop frame."""
+    loop = blender_out.parent / "loop" / "frames"
+    cameras = load_cameras(blender_out / "cameras.json")
+    for cam in cameras:
+        for n in range(LOOP_FRAMES):
+            expected = equirect_to_camera(read_image(loop / f"frame_{n:06d}.png"), cam)
+            got = read_image(blender_out / "renders" / cam.name / f"frame_{n:06d}.png")
+            error = np.abs(got.astype(float) - expected).mean()
+            assert error < 4, (cam.name, n, error)
+
+
+def test_mono_360_is_a_panorama_folder_in_sync_with_the_loop(blender_out: Path) -> None:
+    mono = blender_out / "mono"
+    manifest = json.loads((mono / "manifest.json").read_text())
+    assert manifest["stereo"] == "mono" and (manifest["width"], manifest["height"]) == (64, 32)
+    frames = list_frames(mono / "frames")
+    assert len(frames) == LOOP_FRAMES
+    for n, path in enumerate(frames):
+        image = read_image(path)
+        assert image.shape == (32, 64, 3)
+        # The red ball sits at Blender -X: the wrap seam (left and right edges, middle row).
+        seam = np.concatenate([image[15:17, :1], image[15:17, -1:]], axis=1)
+        assert seam[..., 0].min() > 200 and seam[..., 1].max() < 60, seam
+        centre = image[8:24, 24:40]  # +X: only the World, tagged with the loop frame
+        assert abs(centre[..., 1].astype(float).mean() - TAG[n]) < 6
+
+
+def test_stereo_360_is_top_bottom_with_the_left_eye_on_top(blender_out: Path) -> None:
+    stereo = blender_out / "stereo"
+    manifest = json.loads((stereo / "manifest.json").read_text())
+    assert manifest["stereo"] == "top-bottom" and manifest["stereo_layout"] == "left eye on top"
+    image = read_image(list_frames(stereo / "frames")[0]).astype(float)
+    assert image.shape == (64, 64, 3)
+
+    def ball_column(eye: np.ndarray) -> float:
+        """Where the red ball (at -X, the seam) is, as a signed column offset from the seam."""
+        red = (eye[..., 0] > 150) & (eye[..., 1] < 80)
+        cols = np.nonzero(red)[1].astype(float)
+        assert cols.size > 0
+        return float(np.mean(np.where(cols < 32, cols + 0.5, cols + 0.5 - 64)))
+
+    top, bottom = ball_column(image[:32]), ball_column(image[32:])
+    # Facing -X, the left eye stands to the -Y side and sees the ball towards +Y, which in
+    # Blender's equirect (u = 0.5 - atan2(y, x) / 2pi) lies just right of column 0 (a
+    # positive offset); the right eye sees it at the right edge (a negative one).
+    assert top > bottom + 1, (top, bottom)
+
+
+def test_refused_scenes_name_the_value_and_write_nothing(blender_out: Path) -> None:
+    refused = results(blender_out)["refused"]
+    assert "camera 'Ortho' is ORTHO" in refused["ortho"]
+    assert "no cameras chosen" in refused["none"]
+    assert "frame range 1-10 is 10 frames but the World's loop has 4" in refused["range"]
+    assert "already exists" in refused["exists"]
+    assert "frame range 2-3 is 2 frames" in refused["stereo_range"]
+    leftovers = [p.name for p in blender_out.iterdir() if p.name.startswith(".")]
+    assert leftovers == [] and not (blender_out / "x").exists()
