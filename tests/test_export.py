@@ -358,3 +358,32 @@ def test_parse_size() -> None:
     assert parse_size("4096x2048") == (4096, 2048)
     with pytest.raises(BadInput, match="'0x0' must be positive"):
         parse_size("0x0")
+
+
+def test_top_bottom_stereo_export_is_tagged_tb(tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "stereo"
+    (folder / "frames").mkdir(parents=True)
+    left, right = gradient_panorama(64, 0), gradient_panorama(64, 2)
+    for index in range(3):
+        write_image(frame_path(folder / "frames", index, np.uint8), np.concatenate([left, right]))
+    manifest = panorama_manifest(width=64, height=64, frames=3, fps=FPS, loop=True)
+    write_manifest(folder, {**manifest, "stereo": "top-bottom"})
+    out = tmp_path / "out"
+    argv = ["export", str(folder), "--stereo", "top-bottom"]
+    assert main([*argv, "--out", str(out), "--size", "128x128"]) == 0
+    video = out / "stereo_360_TB.mp4"
+    info = read_spherical(video)
+    assert info.stereo_mode == "top-bottom" and info.v1["StereoMode"] == "top-bottom"
+    assert "top and bottom" in ffmpeg_stream_info(video).lower()
+    frames, _ = read_mp4(video)
+    assert frames[0].shape == (128, 128, 3)
+    # Each eye was resized on its own: the top half is the left eye.
+    import cv2
+
+    top = cv2.resize(frames[0][:64], (64, 32), interpolation=cv2.INTER_AREA).astype(float)
+    to_left, to_right = np.abs(top - left).mean(), np.abs(top - right).mean()
+    assert to_left < 6 and to_right > 3 * to_left, (to_left, to_right)
+    assert main([*argv, "--out", str(tmp_path / "x"), "--webxr"]) == 2
+    assert "take a mono panorama, not top-bottom stereo" in capsys.readouterr().err
+    assert main(["export", str(folder), "--out", str(tmp_path / "y")]) == 2
+    assert "must be 2:1" in capsys.readouterr().err

@@ -64,6 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--yaw", type=float, default=0.0, help="World Mapping node Z rotation in degrees"
     )
+    parser.add_argument(
+        "--stereo",
+        choices=("mono", "top-bottom"),
+        default="mono",
+        help="frame layout: mono 2:1, or top-bottom stereo (square, left eye on top; "
+        "the video gets _TB in its name and st3d = top-bottom)",
+    )
     parser.add_argument("--crf", type=int, default=18, help="x264 quality (lower = better)")
     parser.add_argument(
         "--preset", default="medium", choices=X264_PRESETS, help="x264 preset (default: medium)"
@@ -90,6 +97,7 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
         gltf=args.gltf,
         viewpoint=tuple(args.viewpoint),
         yaw_degrees=args.yaw,
+        stereo=args.stereo,
         crf=args.crf,
         preset=args.preset,
     )

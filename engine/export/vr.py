@@ -39,6 +39,7 @@ class ExportOptions:
     viewpoint: tuple[float, float, float] = (0.0, 0.0, 0.0)
     yaw_degrees: float = 0.0
     name: str | None = None
+    stereo: StereoMode = "mono"
     crf: int = 18
     preset: str = "medium"
 
@@ -84,19 +85,23 @@ def export_panorama(
         write_manifest,
     )
     from .cubemap import write_cubemaps
-    from .resample import EquirectResizer
 
     ctx = ctx or JobContext()
+    stereo = options.stereo
     # 1. Check inputs: nothing is written until every one passes.
     check_output_free(out)
-    source = open_panorama(panorama)
+    if stereo not in ("mono", "top-bottom"):
+        raise BadInput(f"stereo layout {stereo!r} is not mono or top-bottom")
+    if stereo != "mono" and (options.cubemap or options.webxr):
+        raise BadInput(f"--cubemap and --webxr take a mono panorama, not {stereo} stereo")
+    source = open_panorama(panorama) if stereo == "mono" else open_stereo_frames(panorama)
     fps = options.fps if options.fps is not None else source.fps
     if fps is None:
         raise BadInput(f"panorama {panorama} records no frame rate; pass --fps")
     first = read_image(source.frames[0])
     src_h, src_w = first.shape[:2]
     width, height = options.size or (src_w, src_h)
-    level = check_headset_video(width, height, float(fps), "mono")
+    level = check_headset_video(width, height, float(fps), stereo)
     face_size = options.face_size or max(2, (width // 4) // 2 * 2)
     if face_size <= 0:
         raise BadInput(f"cube face size {face_size} must be positive")
@@ -105,14 +110,23 @@ def export_panorama(
     if options.gltf is not None and options.gltf.suffix.lower() != ".glb":
         raise BadInput(f"scene {options.gltf} must be a binary glTF (.glb)")
     stem = options.name or _stem_of(panorama)
-    resize = EquirectResizer(src_w, src_h, width, height)
+    resize = _resizer(src_w, src_h, width, height, stereo)
 
     with atomic_output_dir(out) as tmp:
         # 2. Resize, encode, tag.
-        video = tmp / video_name(stem)
+        video = tmp / video_name(stem, stereo)
         frames = _display_frames(source.frames, first, resize, to_display_uint8, read_image, ctx)
         with ctx.timed("encode"):
-            write_360_mp4(frames, video, float(fps), level, crf=options.crf, preset=options.preset)
+            write_360_mp4(
+                frames,
+                video,
+                float(fps),
+                level,
+                stereo=stereo,
+                yaw_degrees=options.yaw_degrees,
+                crf=options.crf,
+                preset=options.preset,
+            )
         written: dict[str, Any] = {"video": video.name}
         # 3. Cubemaps of the first frame (game-engine skyboxes are stills).
         if options.cubemap:
@@ -150,7 +164,7 @@ def export_panorama(
                 "frames": source.count,
                 "fps": float(fps),
                 "loop": source.loop,
-                "stereo": "mono",
+                "stereo": stereo,
                 "h264_level": level.name,
                 "yaw_degrees": options.yaw_degrees,
                 "spherical_boxes": info.boxes,
@@ -180,6 +194,45 @@ def _display_frames(
                 f"the first frame is {first.shape[1]}x{first.shape[0]} {first.dtype}"
             )
         yield to_display(resize(frame))
+
+
+def open_stereo_frames(panorama: Path) -> Any:
+    """A top-bottom stereo panorama folder (square frames: left eye 2:1 above right eye)."""
+    from ..media import PanoramaSource, list_frames, read_image, read_manifest
+
+    if not panorama.is_dir():
+        raise BadInput(f"stereo panorama {panorama} must be a folder of frames")
+    manifest = None
+    folder = panorama
+    if (panorama / "manifest.json").is_file():
+        manifest = read_manifest(panorama)
+        folder = panorama / manifest.get("frames_dir", "frames")
+    frames = list_frames(folder)
+    first = read_image(frames[0])
+    height, width = first.shape[:2]
+    if width != height:
+        raise BadInput(
+            f"top-bottom stereo frame {frames[0]} is {width}x{height}; it must be square "
+            "(two 2:1 eyes stacked)"
+        )
+    fps = manifest.get("fps") if manifest else None
+    loop = bool(manifest.get("loop", False)) if manifest else False
+    return PanoramaSource(frames=frames, fps=fps, loop=loop, manifest=manifest)
+
+
+def _resizer(src_w: int, src_h: int, width: int, height: int, stereo: str) -> Any:
+    """Resize mono frames seamlessly; resize each eye of a top-bottom frame on its own."""
+    from .resample import EquirectResizer
+
+    if stereo == "mono":
+        return EquirectResizer(src_w, src_h, width, height)
+    eye = EquirectResizer(src_w, src_h // 2, width, height // 2)
+
+    def resize_eyes(frame: np.ndarray) -> np.ndarray:
+        half = frame.shape[0] // 2
+        return np.concatenate([eye(frame[:half]), eye(frame[half:])], axis=0)
+
+    return resize_eyes
 
 
 def _stem_of(panorama: Path) -> str:
