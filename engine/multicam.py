@@ -4,8 +4,11 @@ Output folder::
 
     views/<camera>/frame_000000.png …   the panorama reprojected into each camera
                                         (``engine views``; same count, same numbers)
-    <camera>.mp4                        one clip per camera, all of equal length
-    contact_sheet.png                   rows = cameras, columns = a few instants
+    renders/<camera>/frame_000000.png … with ``--renders``: Blender's own renders of the
+                                        scene through each camera (same numbers)
+    <camera>.mp4, <camera>_render.mp4   one clip per camera, all of equal length
+    contact_sheet.png                   rows = cameras (reprojection, then render),
+                                        columns = a few instants
     cameras.json                        Blender values + OpenCV K, camera-to-world and
                                         poses relative to the first (reference) camera
     manifest.json
@@ -25,6 +28,7 @@ from .jobs import JobContext
 
 HELP = "render every camera in sync from a panorama: per-camera clips, MP4s, contact sheet"
 VIEWS_DIR = "views"
+RENDERS_DIR = "renders"
 SHEET_NAME = "contact_sheet.png"
 #: Contact-sheet tile height in pixels and the gap between tiles.
 SHEET_TILE_H = 180
@@ -49,6 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--instants", type=int, default=4, help="columns of the contact sheet (default 4)"
     )
     parser.add_argument("--fps", type=float, default=None, help="clip frame rate override")
+    parser.add_argument(
+        "--renders",
+        type=Path,
+        default=None,
+        help="Blender renders of the same cameras (blender_addon.render.render_cameras "
+        "output): copied in, encoded, and shown under each camera's row in the contact sheet",
+    )
 
 
 def run(args: argparse.Namespace, ctx: JobContext) -> Path:
@@ -75,6 +86,7 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
         raise BadInput(f"panorama {args.panorama} records no frame rate; pass --fps")
     if fps <= 0:
         raise BadInput(f"frame rate {fps:g} must be positive")
+    renders = check_renders(args.renders, cameras, source.count) if args.renders else None
     # 2. Render.
     return render_multicam(
         source,
@@ -85,6 +97,7 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
         frame_range=tuple(args.frame_range) if args.frame_range else None,
         instants=args.instants,
         source_path=args.panorama,
+        renders=renders,
     )
 
 
@@ -103,6 +116,27 @@ def check_frame_range(frame_range: Any, loop_frames: int) -> None:
         )
 
 
+def check_renders(folder: Path, cameras: list, loop_frames: int) -> dict[str, list[Path]]:
+    """The Blender render folders of ``cameras``, each exactly one loop long."""
+    from .errors import BadInput
+    from .media import list_frames, read_manifest
+
+    manifest = read_manifest(folder)
+    if manifest.get("kind") != "blender_renders":
+        raise BadInput(f"{folder} is not a folder of Blender renders (kind blender_renders)")
+    clips = {}
+    for cam in cameras:
+        if not (folder / cam.name).is_dir():
+            raise BadInput(f"renders in {folder} have no folder for camera {cam.name!r}")
+        clips[cam.name] = list_frames(folder / cam.name)
+        if len(clips[cam.name]) != loop_frames:
+            raise BadInput(
+                f"camera {cam.name!r} has {len(clips[cam.name])} rendered frames in {folder}; "
+                f"the loop has {loop_frames}"
+            )
+    return clips
+
+
 def render_multicam(
     source: Any,
     cameras: list,
@@ -113,8 +147,16 @@ def render_multicam(
     frame_range: tuple[int, int] | None = None,
     instants: int = 4,
     source_path: Path | None = None,
+    renders: dict[str, list[Path]] | None = None,
 ) -> Path:
-    """Write the multicam folder (see the module docstring) atomically; returns ``out``."""
+    """Write the multicam folder (see the module docstring) atomically; returns ``out``.
+
+    ``renders`` (camera name → Blender frames, see :func:`check_renders`) are copied to
+    ``renders/<camera>/``, encoded as ``<camera>_render.mp4`` and shown in the contact
+    sheet under the camera's reprojected row.
+    """
+    import shutil
+
     from .cameras import save_cameras
     from .media import atomic_output_dir, list_frames, read_manifest, write_manifest
     from .views import render_views
@@ -124,14 +166,28 @@ def render_multicam(
         render_views(source, cameras, tmp / VIEWS_DIR, ctx, source_path=source_path)
         views = read_manifest(tmp / VIEWS_DIR)
         clips = {cam.name: list_frames(tmp / VIEWS_DIR / cam.name) for cam in cameras}
+        rendered: dict[str, list[Path]] = {}
+        for cam in cameras if renders else []:
+            (tmp / RENDERS_DIR / cam.name).mkdir(parents=True)
+            rendered[cam.name] = [
+                Path(shutil.copy2(p, tmp / RENDERS_DIR / cam.name / p.name))
+                for p in renders[cam.name]
+            ]
         # 2. One MP4 per camera, all the same length.
         with ctx.timed("encode"):
             for index, cam in enumerate(cameras):
                 ctx.step("encode", index + 1, len(cameras))
                 encode_clip(clips[cam.name], tmp / f"{safe_name(cam.name)}.mp4", fps)
+                if cam.name in rendered:
+                    encode_clip(rendered[cam.name], tmp / f"{safe_name(cam.name)}_render.mp4", fps)
         # 3. Contact sheet and cameras.json.
         with ctx.timed("contact_sheet"):
-            sheet = contact_sheet([clips[c.name] for c in cameras], instants)
+            rows = []
+            for cam in cameras:
+                rows.append(clips[cam.name])
+                if cam.name in rendered:
+                    rows.append(rendered[cam.name])
+            sheet = contact_sheet(rows, instants)
             from .media import write_image
 
             write_image(tmp / SHEET_NAME, sheet)
@@ -152,6 +208,8 @@ def render_multicam(
                         "video": f"{safe_name(c.name)}.mp4",
                         "width": c.width,
                         "height": c.height,
+                        "render_frames": f"{RENDERS_DIR}/{c.name}" if rendered else None,
+                        "render_video": f"{safe_name(c.name)}_render.mp4" if rendered else None,
                     }
                     for c in cameras
                 ],

@@ -239,3 +239,25 @@ def test_refused_scenes_name_the_value_and_write_nothing(blender_out: Path) -> N
     assert "frame range 2-3 is 2 frames" in refused["stereo_range"]
     leftovers = [p.name for p in blender_out.iterdir() if p.name.startswith(".")]
     assert leftovers == [] and not (blender_out / "x").exists()
+
+
+def test_engine_multicam_takes_the_blender_renders_in(
+    blender_out: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.cli import main
+    from engine.media import read_mp4
+
+    loop = blender_out.parent / "loop"
+    argv = ["multicam", "--panorama", str(loop), "--cameras", str(blender_out / "cameras.json")]
+    out = blender_out / "multicam"
+    assert main([*argv, "--renders", str(blender_out / "renders"), "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    for cam in manifest["cameras"]:
+        assert len(list_frames(out / cam["render_frames"])) == LOOP_FRAMES
+        assert len(read_mp4(out / cam["render_video"])[0]) == LOOP_FRAMES
+        assert len(read_mp4(out / cam["video"])[0]) == LOOP_FRAMES
+    sheet = read_image(out / "contact_sheet.png")
+    assert sheet.shape[0] == 6 * 180 + 5 * 4  # 3 cameras × (reprojection, render)
+    # A render whose loop length differs is refused, naming the camera.
+    assert main([*argv, "--renders", str(blender_out / "mono"), "--out", str(out) + "2"]) == 2
+    assert "not a folder of Blender renders" in capsys.readouterr().err
