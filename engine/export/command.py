@@ -71,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="frame layout: mono 2:1, or top-bottom stereo (square, left eye on top; "
         "the video gets _TB in its name and st3d = top-bottom)",
     )
+    parser.add_argument(
+        "--name", default=None, help="video file stem (default: the panorama folder's name)"
+    )
     parser.add_argument("--crf", type=int, default=18, help="x264 quality (lower = better)")
     parser.add_argument(
         "--preset", default="medium", choices=X264_PRESETS, help="x264 preset (default: medium)"
@@ -98,6 +101,7 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
         viewpoint=tuple(args.viewpoint),
         yaw_degrees=args.yaw,
         stereo=args.stereo,
+        name=args.name,
         crf=args.crf,
         preset=args.preset,
     )
