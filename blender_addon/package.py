@@ -302,3 +302,173 @@ def render_multicam(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out_dir
+
+
+# --------------------------------------------------------------------------- operator jobs
+#
+# In the UI the work runs in other processes, one job at a time through the extension's
+# runner (progress, Cancel, no frozen Blender): the Blender renders in a background
+# Blender on a saved copy of the file (``render.py`` as its script, JSON lines on
+# stdout), the rest in the engine worker. Each job's ``on_done`` starts the next one.
+# In background mode (no event loop; also the bpy module, which has no Blender binary
+# to start) the same steps run here, blocking.
+
+
+def scope_cameras(scene: Any) -> list[Any]:
+    """Every camera object in the PanoLoop camera scope, perspective or not (checked later)."""
+    settings = scene.panoloop
+    if settings.camera_scope == "SELECTED":
+        objects = [obj for obj in scene.objects if obj.select_get()]
+    elif settings.camera_scope == "COLLECTION":
+        if settings.camera_collection is None:
+            raise RenderError("camera scope is Collection but no collection is chosen")
+        objects = list(settings.camera_collection.all_objects)
+    else:
+        objects = list(scene.objects)
+    return sorted((o for o in objects if o.type == "CAMERA"), key=lambda o: o.name)
+
+
+def panorama_of(scene: Any) -> Path:
+    """The loop playing on the World (the output applied last)."""
+    folder = Path(bpy.path.abspath(scene.panoloop.last_output or ""))
+    if not scene.panoloop.last_output or not (folder / "manifest.json").is_file():
+        raise RenderError(
+            "the World plays no PanoLoop loop",
+            "generate or animate a loop first (or Apply an output folder to the World)",
+        )
+    return folder
+
+
+def _addon_error(exc: RenderError) -> Exception:
+    from .engine_env import AddonError
+
+    return AddonError(str(exc), exc.fix)
+
+
+def _blender_job(label: str, job: dict[str, Any], output: Path, on_done: Any) -> Any:
+    """A runner job running ``render.py`` in a background Blender on a copy of this file."""
+    from . import engine_env
+    from .runner import Job
+
+    if not bpy.app.binary_path:
+        raise RenderError("this Blender has no executable to render in the background")
+    job_dir = Path(tempfile.mkdtemp(prefix="render-", dir=engine_env.jobs_root()))
+    blend = job_dir / "scene.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True, relative_remap=True)
+    (job_dir / "job.json").write_text(json.dumps({**job, "blend": str(blend)}), encoding="utf-8")
+    script = str(Path(__file__).with_name("render.py"))
+    command = [bpy.app.binary_path, "--background", str(blend), "--python", script]
+    return Job(
+        label=label,
+        command=[*command, "--", str(job_dir / "job.json")],
+        env=dict(os.environ),
+        job_dir=job_dir,
+        output=output,
+        on_done=on_done,
+    )
+
+
+def _then(make_next: Any) -> Any:
+    """``on_done`` that starts the next job (the runner is free once this one is DONE)."""
+
+    def on_done(_job: Any) -> None:
+        from . import runner
+
+        runner.start(make_next(), blocking=False)
+
+    return on_done
+
+
+def multicam_job(scene: Any) -> Any:
+    """The UI's multicam: Blender renders (background Blender) → ``engine multicam``."""
+    from . import jobs
+    from .render import check_frame_range, loop_length
+
+    try:
+        panorama = panorama_of(scene)
+        cameras = check_cameras(scope_cameras(scene))
+        frame_range = (scene.frame_start, scene.frame_end)
+        check_frame_range(*frame_range, loop_length(scene))
+    except RenderError as exc:
+        raise _addon_error(exc) from None
+    out = jobs.new_output_path(scene, "multicam")
+    renders = out.parent / f".{out.name}.renders"
+    cameras_file = out.parent / f".{out.name}.cameras.json"
+    from .scene_io import write_cameras_json
+
+    bpy.context.view_layer.update()
+    scene.frame_set(frame_range[0])
+    write_cameras_json(cameras, scene, cameras_file)
+
+    def engine_job() -> Any:
+        argv = ["--panorama", str(panorama), "--cameras", str(cameras_file), "--renders"]
+        argv += [str(renders), "--out", str(out), "--frame-range", *map(str, frame_range)]
+
+        def cleanup(_job: Any) -> None:
+            shutil.rmtree(renders, ignore_errors=True)
+            cameras_file.unlink(missing_ok=True)
+
+        return jobs.worker_job(
+            "Multicam (reproject + encode)", "multicam", argv, output=out, online=False,
+            on_done=cleanup,
+        )  # fmt: skip
+
+    render = {
+        "scene": scene.name,
+        "kind": "cameras",
+        "cameras": [c.name for c in cameras],
+        "frame_range": list(frame_range),
+        "out": str(renders),
+    }
+    return _blender_job(f"Render {len(cameras)} cameras", render, renders, _then(engine_job))
+
+
+def export_vr_job(scene: Any) -> Any:
+    """The UI's VR export: glTF here (fast), then ``engine export`` in the worker."""
+    from . import jobs
+
+    try:
+        panorama = panorama_of(scene)
+    except RenderError as exc:
+        raise _addon_error(exc) from None
+    out = jobs.new_output_path(scene, "vr")
+    glb = out.parent / f".{out.name}.scene.glb"
+    export_gltf(scene, glb)
+    viewpoint = tuple(scene.camera.matrix_world.translation) if scene.camera else (0, 0, 0)
+    argv = [str(panorama), "--out", str(out), "--cubemap", "--webxr", "--gltf", str(glb)]
+    argv += ["--yaw", f"{world_yaw_degrees(scene):g}", "--viewpoint"]
+    argv += [f"{v:g}" for v in viewpoint]
+
+    def cleanup(_job: Any) -> None:
+        glb.unlink(missing_ok=True)
+
+    return jobs.worker_job(
+        "Export for VR", "export", argv, output=out, online=False, on_done=cleanup
+    )
+
+
+def run_blocking(scene: Any, kind: str, **options: Any) -> Path:
+    """Background mode: the same steps in this process, blocking, with a progress bar."""
+    from . import jobs
+
+    wm = bpy.context.window_manager
+
+    def progress(stage: str, step: int, total: int) -> None:
+        if wm is not None and total:
+            wm.progress_update(int(100 * step / total))
+
+    if wm is not None:
+        wm.progress_begin(0, 100)
+    try:
+        panorama = panorama_of(scene)
+        out = jobs.new_output_path(scene, kind)
+        if kind == "multicam":
+            frame_range = (scene.frame_start, scene.frame_end)
+            cameras = scope_cameras(scene)
+            return render_multicam(
+                scene, cameras, frame_range, out, panorama_dir=panorama, progress=progress
+            )
+        return export_scene_vr(scene, panorama, out, progress=progress, **options)
+    finally:
+        if wm is not None:
+            wm.progress_end()

@@ -1,33 +1,73 @@
-"""``panoloop.export_vr``: export the scene for VR (360° MP4s, cubemaps, WebXR package).
+"""``panoloop.export_vr``: the World's loop and the scene, ready for headsets and browsers.
 
-bpy only; the work lives in :mod:`..blender_addon.package` and is imported inside
-``execute`` so enabling the extension stays instant.
+Writes the scene as glTF (Blender's exporter), the loop as a 360° MP4 with spherical
+metadata, cubemaps and a WebXR package; in background mode it can add Cycles 360°
+renders of the composed scene, mono and spherical stereo (top-bottom, left eye on top).
+In the UI the engine part runs in its worker (progress, Cancel).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import bpy
+from bpy.props import BoolProperty, IntProperty
+
+from ._launch import RUN_MODE, blocking, launch, poll_idle
 
 
 class PANOLOOP_OT_export_vr(bpy.types.Operator):  # noqa: N801 (Blender naming)
-    """Export the looping world and the scene for VR headsets and the browser"""
+    """Export the looping World and the scene for VR headsets and the browser (360° MP4
+    with spherical metadata, cubemaps, WebXR package with the scene as glTF)"""
 
     bl_idname = "panoloop.export_vr"
     bl_label = "Export for VR"
     bl_options = {"REGISTER"}
 
+    run_mode: RUN_MODE
+    mono_360: BoolProperty(
+        name="Scene 360°",
+        description="Also render the composed scene in 360° from the active camera "
+        "(Cycles; background mode)",
+        default=False,
+    )
+    stereo_360: BoolProperty(
+        name="Stereo 360°",
+        description="Also render spherical stereo, top-bottom with the left eye on top "
+        "(Cycles; background mode)",
+        default=False,
+    )
+    width_360: IntProperty(
+        name="360° Width", description="Width of the scene 360° renders", default=2048, min=64
+    )
+
     @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        return context.scene is not None
+    def poll(cls, context: Any) -> bool:
+        return poll_idle(cls, context)
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        from ..blender_addon.package import export_vr_for_operator
-        from ..blender_addon.render import RenderError
+    def execute(self, context: Any) -> set[str]:
+        from ..blender_addon import package
+        from ..blender_addon.engine_env import AddonError
+        from ..blender_addon.render import RenderCancelled, RenderError
 
-        try:
-            out = export_vr_for_operator(context)
-        except RenderError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"VR package written to {out}")
-        return {"FINISHED"}
+        scene = context.scene
+        if blocking(self.run_mode) and bpy.app.background:
+            width = self.width_360 // 4 * 4
+            try:
+                out = package.run_blocking(
+                    scene,
+                    "vr",
+                    mono_360_width=width if self.mono_360 else 0,
+                    stereo_360_width=width if self.stereo_360 else 0,
+                )
+            except RenderCancelled as exc:
+                self.report({"WARNING"}, str(exc))
+                return {"CANCELLED"}
+            except (RenderError, AddonError) as exc:
+                self.report({"ERROR"}, exc.report_text())
+                return {"CANCELLED"}
+            self.report({"INFO"}, f"PanoLoop: VR package written to {out}")
+            return {"FINISHED"}
+        if self.mono_360 or self.stereo_360:
+            self.report({"WARNING"}, "scene 360° renders run in background mode only; skipped")
+        return launch(self, lambda: package.export_vr_job(scene))

@@ -1,34 +1,50 @@
 """``panoloop.render_multicam``: render every chosen camera of the scene in sync.
 
-Blender side of multicam: a real render of the scene (with the animated World) through
-each camera for the loop's frame range, every camera writing the same frame numbers.
-bpy only; the work itself lives in :mod:`..blender_addon.render` and is imported inside
-``execute`` so enabling the extension stays instant.
+For each camera in the PanoLoop camera scope: Blender's own render of the scene with
+the animated World over the loop's frame range (the scene's render engine), and the
+engine's reprojection of the loop into the same camera; per-camera clips and MP4s, a
+contact sheet and ``cameras.json``. In the UI the renders run in a background Blender
+and the engine in its worker (progress, Cancel); in background mode it blocks.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import bpy
+
+from ._launch import RUN_MODE, blocking, launch, poll_idle
 
 
 class PANOLOOP_OT_render_multicam(bpy.types.Operator):  # noqa: N801 (Blender naming)
-    """Render every chosen camera over the loop's frame range, frame-synchronised"""
+    """Render every chosen camera over the loop's frame range, frame-synchronised, plus the
+    loop reprojected into each camera, MP4s and a contact sheet"""
 
     bl_idname = "panoloop.render_multicam"
     bl_label = "Render All Cameras"
     bl_options = {"REGISTER"}
 
+    run_mode: RUN_MODE
+
     @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        return context.scene is not None
+    def poll(cls, context: Any) -> bool:
+        return poll_idle(cls, context)
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        from ..blender_addon.render import RenderError, render_multicam_for_operator
+    def execute(self, context: Any) -> set[str]:
+        from ..blender_addon import package
+        from ..blender_addon.engine_env import AddonError
+        from ..blender_addon.render import RenderCancelled, RenderError
 
-        try:
-            out = render_multicam_for_operator(context)
-        except RenderError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"Multicam renders written to {out}")
-        return {"FINISHED"}
+        scene = context.scene
+        if blocking(self.run_mode) and bpy.app.background:
+            try:
+                out = package.run_blocking(scene, "multicam")
+            except RenderCancelled as exc:
+                self.report({"WARNING"}, str(exc))
+                return {"CANCELLED"}
+            except (RenderError, AddonError) as exc:
+                self.report({"ERROR"}, exc.report_text())
+                return {"CANCELLED"}
+            self.report({"INFO"}, f"PanoLoop: multicam written to {out}")
+            return {"FINISHED"}
+        return launch(self, lambda: package.multicam_job(scene))
