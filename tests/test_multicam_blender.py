@@ -261,3 +261,85 @@ def test_engine_multicam_takes_the_blender_renders_in(
     # A render whose loop length differs is refused, naming the camera.
     assert main([*argv, "--renders", str(blender_out / "mono"), "--out", str(out) + "2"]) == 2
     assert "not a folder of Blender renders" in capsys.readouterr().err
+
+
+OPERATOR_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    import bpy
+
+    config = json.loads(sys.argv[1])
+    tmp = Path(config["tmp"])
+    seen = {{}}
+    seen["install"] = sorted(bpy.ops.extensions.package_install_files(
+        filepath=config["zip"], repo="user_default", enable_on_install=True))
+    prefs = bpy.context.preferences.addons["bl_ext.user_default.panoloop"].preferences
+    prefs.engine_python = sys.executable
+    prefs.output_dir = str(tmp / "outputs")
+    scene = bpy.context.scene
+    for obj in [o for o in scene.objects if o.type == "LIGHT"]:
+        bpy.data.objects.remove(obj)
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 1
+    scene.cycles.use_denoising = False
+    scene.render.resolution_x, scene.render.resolution_y = 32, 24
+    seen["apply"] = sorted(bpy.ops.panoloop.apply_world(directory=config["loop"]))
+    scene.world.cycles.sampling_method = "NONE"
+    scene.frame_start, scene.frame_end = 1, {frames}
+
+    def call(op, **kw):
+        try:
+            return sorted(op(**kw))
+        except RuntimeError as exc:
+            return str(exc)
+
+    seen["multicam"] = call(bpy.ops.panoloop.render_multicam)
+    seen["export_vr"] = call(bpy.ops.panoloop.export_vr, stereo_360=True, width_360=32)
+    scene.frame_end = {frames} + 5
+    seen["bad_range"] = call(bpy.ops.panoloop.render_multicam)
+    scene.frame_end = {frames}
+    scene.camera.data.type = "ORTHO"
+    seen["ortho"] = call(bpy.ops.panoloop.render_multicam)
+    (tmp / "seen.json").write_text(json.dumps(seen))
+    """
+)
+
+
+def test_operators_run_blocking_in_background_mode(blender_out: Path, tmp_path: Path) -> None:
+    """The built extension, installed in a temporary HOME: both operators end to end."""
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("bpy")
+    tools = sorted(Path(spec.origin).parent.glob("*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
+    if not tools:
+        pytest.skip("bpy ships no blender_ext.py extension tool")
+    build = [sys.executable, str(tools[-1]), "build", "--source-dir", str(REPO)]
+    done = subprocess.run([*build, "--output-dir", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (zip_path,) = tmp_path.glob("panoloop-*.zip")
+    (tmp_path / "home").mkdir()
+    (tmp_path / "outputs").mkdir()
+    script = tmp_path / "operators.py"
+    script.write_text(OPERATOR_SCRIPT.format(frames=LOOP_FRAMES))
+    config = {"zip": str(zip_path), "tmp": str(tmp_path), "loop": str(blender_out.parent / "loop")}
+    env = dict(os.environ, HOME=str(tmp_path / "home"), PYTHONPATH="")
+    done = subprocess.run(
+        [sys.executable, str(script), json.dumps(config)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    assert seen["install"] == ["FINISHED"] and seen["apply"] == ["FINISHED"]
+    assert seen["multicam"] == ["FINISHED"] and seen["export_vr"] == ["FINISHED"]
+    assert "frame range 1-9 is 9 frames but the World's loop has 4" in seen["bad_range"]
+    assert "camera 'Camera' is ORTHO" in seen["ortho"]
+    outputs = sorted((tmp_path / "outputs").iterdir())
+    assert [p.name.split("-")[1] for p in outputs] == ["multicam", "vr"], outputs
+    multicam, vr = outputs
+    assert len(list((multicam / "renders" / "Camera").glob("*.png"))) == LOOP_FRAMES
+    assert (multicam / "contact_sheet.png").is_file()
+    assert (vr / "panorama" / "webxr" / "index.html").is_file()
+    assert (vr / "scene_360_TB" / "scene_360_TB.mp4").is_file()
