@@ -85,6 +85,7 @@ const sphere = new THREE.Mesh(geometry, new THREE.MeshBasicMaterial({ map: textu
 sphere.rotation.y = Math.PI - THREE.MathUtils.degToRad(CONFIG.yaw);
 world.add(sphere);
 
+const state = { sceneLoaded: false, sceneError: null };
 if (CONFIG.scene) {
   const { GLTFLoader } = await import('three/addons/loaders/GLTFLoader.js');
   scene.add(new THREE.HemisphereLight(0xffffff, 0x444444, 2.0));
@@ -94,7 +95,8 @@ if (CONFIG.scene) {
     shifted.position.set(-CONFIG.viewpoint[0], -CONFIG.viewpoint[2], CONFIG.viewpoint[1]);
     shifted.add(gltf.scene);
     world.add(shifted);
-  });
+    state.sceneLoaded = true;
+  }, undefined, (err) => { state.sceneError = String(err); });
 }
 
 function play() {
@@ -127,7 +129,8 @@ renderer.setAnimationLoop(() => {
   renderer.render(scene, camera);
 });
 // For tests and tools: the live objects (a page in the same origin can read pixels).
-window.panoloop = { THREE, renderer, scene, camera, video, world, version: THREE.REVISION };
+window.panoloop = { THREE, renderer, scene, camera, video, world, state, config: CONFIG,
+                    version: THREE.REVISION };
 </script>
 </body>
 </html>
