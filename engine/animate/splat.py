@@ -63,10 +63,19 @@ def upsample_grid(field: np.ndarray, height: int, width: int) -> np.ndarray:
     x0, x1, fx = grid_tables(width, w, wrap=True)
     top = field[y0][:, x0] * (1 - fx) + field[y0][:, x1] * fx
     bottom = field[y1][:, x0] * (1 - fx) + field[y1][:, x1] * fx
-    return (top * (1 - fy[:, None]) + bottom * fy[:, None]).astype(np.float32)
+    return np.ascontiguousarray(top * (1 - fy[:, None]) + bottom * fy[:, None], dtype=np.float32)
 
 
 # --------------------------------------------------------------------------- kernels
+
+
+@njit(inline="always")
+def _floor(x):
+    """floor() as an int without a libm call (truncate, then step down for negatives)."""
+    i = np.int64(x)
+    if np.float32(i) > x:
+        i -= 1
+    return i
 
 
 @njit(inline="always")
@@ -91,33 +100,23 @@ def _target(row: int, col: int, height: int, width: int) -> tuple[int, int]:
     return row, _wrap_column(col, width)
 
 
+#: Kernel options: float32 arithmetic may be reassociated and no Python division checks;
+#: one compiled binary still adds in one fixed order, so frames stay reproducible.
+_FAST = {"cache": True, "fastmath": True, "error_model": "numpy", "boundscheck": False}
+
+
 @njit(inline="always")
-def _displacement(motion, i, j, y0, y1, fy, x0, x1, fx, amp):
-    """Bilinear coarse motion at fine pixel (i, j), times its amplitude: (d_col, d_row)."""
-    ya, yb, wy = y0[i], y1[i], fy[i]
-    xa, xb, wx = x0[j], x1[j], fx[j]
-    w00 = (1.0 - wy) * (1.0 - wx)
-    w01 = (1.0 - wy) * wx
-    w10 = wy * (1.0 - wx)
-    w11 = wy * wx
-    dx = (
-        w00 * motion[0, ya, xa]
-        + w01 * motion[0, ya, xb]
-        + w10 * motion[0, yb, xa]
-        + w11 * motion[0, yb, xb]
-    )
-    dy = (
-        w00 * motion[1, ya, xa]
-        + w01 * motion[1, ya, xb]
-        + w10 * motion[1, yb, xa]
-        + w11 * motion[1, yb, xb]
-    )
-    return dx * amp, dy * amp
+def _blend_rows(motion, ya, yb, wy, line):
+    """Interpolate the coarse motion between coarse rows ya and yb into ``line`` (2, w)."""
+    for k in range(motion.shape[2]):
+        for c in range(2):
+            top = motion[c, ya, k]
+            line[c, k] = top + wy * (motion[c, yb, k] - top)
 
 
 @njit(inline="always")
 def _add(acc, row, col, height, width, share, r, g, b, z):
-    """Add a bilinear ``share`` of a z-weighted colour (r, g, b already times z)."""
+    """Add a bilinear ``share`` of a z-weighted colour, continuing over poles and seam."""
     row, col = _target(row, col, height, width)
     acc[row, col, 0] += share * r
     acc[row, col, 1] += share * g
@@ -125,72 +124,103 @@ def _add(acc, row, col, height, width, share, r, g, b, z):
     acc[row, col, 3] += share * z
 
 
-@njit(cache=True)
-def _splat_rows(source, amplitude, zweight, motion, y0, y1, fy, x0, x1, fx, start, stop, acc):
+@njit(**_FAST)
+def _splat_rows(zsource, amplitude, motion, y0, y1, fy, x0, x1, fx, start, stop, acc, line):
+    """Splat source rows [start, stop) into ``acc`` (colour·z sums and z sums)."""
     height, width = amplitude.shape
+    one = np.float32(1.0)
     for i in range(start, stop):
+        _blend_rows(motion, y0[i], y1[i], fy[i], line)
+        fi = np.float32(i)
         for j in range(width):
             a = amplitude[i, j]
             if a == 0.0:
                 continue  # pinned: copied from the input when resolving
-            dx, dy = _displacement(motion, i, j, y0, y1, fy, x0, x1, fx, a)
-            tx = j + dx
-            ty = i + dy
-            cx = math.floor(tx)
-            cy = math.floor(ty)
-            ax = tx - cx
-            ay = ty - cy
-            z = zweight[i, j]
-            r = source[i, j, 0] * z
-            g = source[i, j, 1] * z
-            b = source[i, j, 2] * z
-            ix = int(cx)
-            iy = int(cy)
-            _add(acc, iy, ix, height, width, (1.0 - ay) * (1.0 - ax), r, g, b, z)
-            _add(acc, iy, ix + 1, height, width, (1.0 - ay) * ax, r, g, b, z)
-            _add(acc, iy + 1, ix, height, width, ay * (1.0 - ax), r, g, b, z)
-            _add(acc, iy + 1, ix + 1, height, width, ay * ax, r, g, b, z)
+            xa, xb, wx = x0[j], x1[j], fx[j]
+            dx = line[0, xa] + wx * (line[0, xb] - line[0, xa])
+            dy = line[1, xa] + wx * (line[1, xb] - line[1, xa])
+            tx = np.float32(j) + dx * a
+            ty = fi + dy * a
+            ix = _floor(tx)
+            iy = _floor(ty)
+            ax = tx - np.float32(ix)
+            ay = ty - np.float32(iy)
+            r = zsource[i, j, 0]
+            g = zsource[i, j, 1]
+            b = zsource[i, j, 2]
+            z = zsource[i, j, 3]
+            # float32 throughout: an int literal here would promote the sums to float64.
+            s00 = (one - ay) * (one - ax)
+            s01 = (one - ay) * ax
+            s10 = ay * (one - ax)
+            s11 = ay * ax
+            if 0 <= iy and iy + 1 < height and 0 <= ix and ix + 1 < width:
+                # Fast path: all four targets inside, no seam or pole to continue over.
+                acc[iy, ix, 0] += s00 * r
+                acc[iy, ix, 1] += s00 * g
+                acc[iy, ix, 2] += s00 * b
+                acc[iy, ix, 3] += s00 * z
+                acc[iy, ix + 1, 0] += s01 * r
+                acc[iy, ix + 1, 1] += s01 * g
+                acc[iy, ix + 1, 2] += s01 * b
+                acc[iy, ix + 1, 3] += s01 * z
+                acc[iy + 1, ix, 0] += s10 * r
+                acc[iy + 1, ix, 1] += s10 * g
+                acc[iy + 1, ix, 2] += s10 * b
+                acc[iy + 1, ix, 3] += s10 * z
+                acc[iy + 1, ix + 1, 0] += s11 * r
+                acc[iy + 1, ix + 1, 1] += s11 * g
+                acc[iy + 1, ix + 1, 2] += s11 * b
+                acc[iy + 1, ix + 1, 3] += s11 * z
+            else:
+                _add(acc, iy, ix, height, width, s00, r, g, b, z)
+                _add(acc, iy, ix + 1, height, width, s01, r, g, b, z)
+                _add(acc, iy + 1, ix, height, width, s10, r, g, b, z)
+                _add(acc, iy + 1, ix + 1, height, width, s11, r, g, b, z)
 
 
-@njit(parallel=True, cache=True)
-def _splat(source, amplitude, zweight, motion, y0, y1, fy, x0, x1, fx, edges, acc):
+@njit(parallel=True, **_FAST)
+def _splat(zsource, amplitude, motion, y0, y1, fy, x0, x1, fx, edges, acc):
     bands = len(edges) - 1
     for phase in range(2):
         count = (bands - phase + 1) // 2
         for n in prange(count):
             band = 2 * n + phase
+            line = np.empty((2, motion.shape[2]), dtype=np.float32)
             _splat_rows(
-                source, amplitude, zweight, motion, y0, y1, fy, x0, x1, fx,
-                edges[band], edges[band + 1], acc,
+                zsource, amplitude, motion, y0, y1, fy, x0, x1, fx,
+                edges[band], edges[band + 1], acc, line,
             )  # fmt: skip
 
 
 @njit(inline="always")
 def _sample(source, y, x, c, height, width):
     """Bilinear sample of channel c at continuous pixel-index position (y, x), spherical."""
-    fy = math.floor(y)
-    fx = math.floor(x)
-    ay = y - fy
-    ax = x - fx
-    iy = int(fy)
-    ix = int(fx)
+    iy = _floor(y)
+    ix = _floor(x)
+    ay = y - np.float32(iy)
+    ax = x - np.float32(ix)
     r0, c0 = _target(iy, ix, height, width)
     r1, c1 = _target(iy, ix + 1, height, width)
     r2, c2 = _target(iy + 1, ix, height, width)
     r3, c3 = _target(iy + 1, ix + 1, height, width)
-    return (1.0 - ay) * ((1.0 - ax) * source[r0, c0, c] + ax * source[r1, c1, c]) + ay * (
-        (1.0 - ax) * source[r2, c2, c] + ax * source[r3, c3, c]
+    one = np.float32(1.0)
+    return (one - ay) * ((one - ax) * source[r0, c0, c] + ax * source[r1, c1, c]) + ay * (
+        (one - ax) * source[r2, c2, c] + ax * source[r3, c3, c]
     )
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, **_FAST)
 def _resolve(source, original, amplitude, motion, y0, y1, fy, x0, x1, fx, acc, out, top):
     """Divide the sums by their weights, fill holes, copy pinned pixels; clears ``acc``.
 
-    ``top`` > 0 means integer output in [0, top] (rounded); 0 means float output.
+    A hole samples the source backwards along its own displacement. ``top`` > 0 means
+    integer output in [0, top] (rounded); 0 means float output.
     """
     height, width = amplitude.shape
     for i in prange(height):
+        line = np.empty((2, motion.shape[2]), dtype=np.float32)
+        blended = False
         for j in range(width):
             a = amplitude[i, j]
             if a == 0.0:
@@ -198,19 +228,35 @@ def _resolve(source, original, amplitude, motion, y0, y1, fy, x0, x1, fx, acc, o
                     out[i, j, c] = original[i, j, c]
                 continue
             weight = acc[i, j, 3]
-            for c in range(3):
-                if weight > HOLE_WEIGHT:
-                    v = acc[i, j, c] / weight
-                else:
-                    dx, dy = _displacement(motion, i, j, y0, y1, fy, x0, x1, fx, a)
-                    v = _sample(source, i - dy, j - dx, c, height, width)
-                if top > 0:
-                    v = min(max(v + 0.5, 0.0), top)
-                    out[i, j, c] = math.floor(v)
-                else:
-                    out[i, j, c] = v
-            for c in range(4):
-                acc[i, j, c] = 0.0
+            if weight > HOLE_WEIGHT:
+                inverse = np.float32(1.0) / weight
+                v0 = acc[i, j, 0] * inverse
+                v1 = acc[i, j, 1] * inverse
+                v2 = acc[i, j, 2] * inverse
+            else:
+                if not blended:
+                    _blend_rows(motion, y0[i], y1[i], fy[i], line)
+                    blended = True
+                xa, xb, wx = x0[j], x1[j], fx[j]
+                dx = (line[0, xa] + wx * (line[0, xb] - line[0, xa])) * a
+                dy = (line[1, xa] + wx * (line[1, xb] - line[1, xa])) * a
+                sy = np.float32(i) - dy
+                sx = np.float32(j) - dx
+                v0 = _sample(source, sy, sx, 0, height, width)
+                v1 = _sample(source, sy, sx, 1, height, width)
+                v2 = _sample(source, sy, sx, 2, height, width)
+            if top > 0:
+                out[i, j, 0] = math.floor(min(max(v0 + 0.5, 0.0), top))
+                out[i, j, 1] = math.floor(min(max(v1 + 0.5, 0.0), top))
+                out[i, j, 2] = math.floor(min(max(v2 + 0.5, 0.0), top))
+            else:
+                out[i, j, 0] = v0
+                out[i, j, 1] = v1
+                out[i, j, 2] = v2
+            acc[i, j, 0] = 0.0
+            acc[i, j, 1] = 0.0
+            acc[i, j, 2] = 0.0
+            acc[i, j, 3] = 0.0
 
 
 # --------------------------------------------------------------------------- renderer
@@ -249,7 +295,11 @@ class SoftmaxSplatter:
         magnitude = upsample_grid(mean_motion, height, width) * self.amplitude
         peak = float(magnitude.max())
         scale = SOFTMAX_BETA / peak if peak > 0 else 0.0
-        self.zweight = np.exp(magnitude * np.float32(scale)).astype(np.float32)
+        self.zweight = np.ascontiguousarray(np.exp(magnitude * np.float32(scale)), dtype=np.float32)
+        # Colour premultiplied by its softmax weight, and the weight: one 16-byte read.
+        self.zsource = np.ascontiguousarray(
+            np.concatenate([self.source * self.zweight[..., None], self.zweight[..., None]], axis=2)
+        )
         self.top = float(np.iinfo(image.dtype).max) if image.dtype.kind in "iu" else 0.0
         self.acc = np.zeros((height, width, 4), dtype=np.float32)
         threads = threads or numba.get_num_threads()
@@ -264,7 +314,7 @@ class SoftmaxSplatter:
         if out is None:
             out = np.empty_like(self.original)
         args = (self.amplitude, motion, self.y0, self.y1, self.fy, self.x0, self.x1, self.fx)
-        _splat(self.source, self.amplitude, self.zweight, *args[1:], self.edges, self.acc)
+        _splat(self.zsource, *args, self.edges, self.acc)
         _resolve(self.source, self.original, *args, self.acc, out, self.top)
         return out
 
