@@ -41,9 +41,10 @@ rotation is needed (the Mapping node's Z rotation, if any, is recorded in the ex
 manifest as `yaw_degrees`).
 
 Unity: Skybox/Panoramic samples u = 0.5 - atan2(z, x) / 2pi, so the equirect centre
-shows at Unity +X and column 1/4 at Unity +Z. A Blender scene brought in through glTF
-(Blender +X -> Unity +X, +Y -> +Z, +Z -> +Y, the usual glTF-to-Unity Z flip) therefore
-matches the skybox at Rotation 0.
+shows at Unity +X and column 1/4 at Unity +Z. Unity's glTF importers (UnityGLTF,
+glTFast) mirror X to go left-handed, so a Blender scene brought in through glTF lands
+with Blender +X at Unity -X, +Y at Unity -Z and +Z at Unity +Y: set the skybox's
+Rotation to 180 to see the panorama around the scene as Blender shows it.
 
 Unreal: import the 2:1 `panorama.hdr` (or a PNG frame) as a texture cube
 (longitude-latitude); check the yaw against the `F` face once in the editor, since
