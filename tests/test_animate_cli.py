@@ -204,3 +204,13 @@ def test_bad_input_exit_code_from_the_real_process(tmp_path, small_exr):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "-1.0" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_subcommand_module_imports_only_the_standard_library():
+    code = (
+        "import sys, engine.animate.command as c, engine.animate as a; "
+        "heavy = {'numpy', 'cv2', 'numba', 'torch'} & set(sys.modules); "
+        "assert not heavy, heavy; assert callable(c.run) and c.HELP"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

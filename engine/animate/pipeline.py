@@ -149,12 +149,9 @@ class LoopRenderer:
         self.frames = frames
         pixels_per_radian = width / (2 * math.pi)
         self.texture = MotionTexture(volume, frames, scale=pixels_per_radian * strength)
-        # Softmax weight and row-band size need the whole loop's motion; it is coarse, cheap.
-        every = self.texture.all_frames()
-        mean_motion = np.sqrt(every[:, 0] ** 2 + every[:, 1] ** 2).mean(axis=0)
-        max_row_shift = float(np.abs(every[:, 1]).max(initial=0.0)) * float(
-            volume.amplitude.max(initial=0.0)
-        )
+        # Softmax weight and row-band size need the whole loop's motion (coarse, cheap).
+        mean_motion, max_row_shift = loop_motion_statistics(self.texture)
+        max_row_shift *= float(volume.amplitude.max(initial=0.0))
         self.splatter = SoftmaxSplatter(image, volume.amplitude, mean_motion, max_row_shift)
         self._motion = np.empty(self.texture.shape, dtype=np.float32)
 
@@ -165,6 +162,18 @@ class LoopRenderer:
     def __iter__(self) -> Iterator[np.ndarray]:
         for t in range(self.frames):
             yield self.frame(t)
+
+
+def loop_motion_statistics(texture: MotionTexture) -> tuple[np.ndarray, float]:
+    """Mean displacement magnitude per coarse pixel over the loop, and the largest |row shift|."""
+    motion = np.empty(texture.shape, dtype=np.float32)
+    total = np.zeros(texture.shape[1:], dtype=np.float64)
+    max_row_shift = 0.0
+    for t in range(texture.frames):
+        texture.frame(t, motion)
+        total += np.hypot(motion[0], motion[1])
+        max_row_shift = max(max_row_shift, float(np.abs(motion[1]).max()))
+    return (total / texture.frames).astype(np.float32), max_row_shift
 
 
 def render_loop(

@@ -28,8 +28,9 @@ from numba import njit, prange
 SOFTMAX_BETA = 8.0
 #: A target whose summed weight is below this received (almost) nothing: a hole.
 HOLE_WEIGHT = 1e-3
-#: Bands per thread and phase: more bands balance the load when motion is uneven.
-BANDS_PER_THREAD = 4
+#: Row bands of the two-phase parallel splat. Fixed (not per thread count) so the sums
+#: are added in the same order on every machine; 16 keeps 2–8 threads busy.
+ROW_BANDS = 16
 
 
 # --------------------------------------------------------------------------- coarse → fine
@@ -278,10 +279,7 @@ class SoftmaxSplatter:
         amplitude: np.ndarray,
         mean_motion: np.ndarray,
         max_row_shift: float,
-        threads: int | None = None,
     ) -> None:
-        import numba
-
         height, width = image.shape[:2]
         if amplitude.shape != (height, width):
             raise ValueError(f"amplitude {amplitude.shape} does not match image {image.shape}")
@@ -302,8 +300,7 @@ class SoftmaxSplatter:
         )
         self.top = float(np.iinfo(image.dtype).max) if image.dtype.kind in "iu" else 0.0
         self.acc = np.zeros((height, width, 4), dtype=np.float32)
-        threads = threads or numba.get_num_threads()
-        self.edges = row_bands(height, max_row_shift, threads * BANDS_PER_THREAD)
+        self.edges = row_bands(height, max_row_shift, ROW_BANDS)
 
     def render(self, motion: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """One frame moved by ``motion`` (2, h, w) float32 in pixels (d_col, d_row)."""
@@ -329,7 +326,7 @@ def row_bands(height: int, max_row_shift: float, wanted: int) -> np.ndarray:
     """
     reach = int(math.ceil(max_row_shift)) + 2
     minimum = 2 * reach
-    count = max(1, min(wanted * 2, height // max(minimum, 1)))
+    count = max(1, min(wanted, height // max(minimum, 1)))
     edges = np.linspace(0, height, count + 1).round().astype(np.int64)
     if count > 1 and np.min(np.diff(edges)) < minimum:
         count = max(1, count - 1)
