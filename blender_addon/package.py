@@ -350,17 +350,18 @@ def _blender_job(label: str, job: dict[str, Any], output: Path, on_done: Any) ->
     from . import engine_env
     from .runner import Job
 
-    if not bpy.app.binary_path:
-        raise RenderError("this Blender has no executable to render in the background")
     job_dir = Path(tempfile.mkdtemp(prefix="render-", dir=engine_env.jobs_root()))
     blend = job_dir / "scene.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True, relative_remap=True)
     (job_dir / "job.json").write_text(json.dumps({**job, "blend": str(blend)}), encoding="utf-8")
     script = str(Path(__file__).with_name("render.py"))
-    command = [bpy.app.binary_path, "--background", str(blend), "--python", script]
+    if bpy.app.binary_path:
+        command = [bpy.app.binary_path, "--background", str(blend), "--python", script, "--"]
+    else:  # the bpy module: its Python runs render.py, which opens the copy itself
+        command = [sys.executable, script]
     return Job(
         label=label,
-        command=[*command, "--", str(job_dir / "job.json")],
+        command=[*command, str(job_dir / "job.json")],
         env=dict(os.environ),
         job_dir=job_dir,
         output=output,
@@ -368,20 +369,20 @@ def _blender_job(label: str, job: dict[str, Any], output: Path, on_done: Any) ->
     )
 
 
-def _then(make_next: Any) -> Any:
-    """``on_done`` that starts the next job (the runner is free once this one is DONE)."""
+def _remove_when_done(folder: Path) -> Any:
+    """``on_done`` (the runner's iterator of main-thread steps): remove a work folder."""
 
-    def on_done(_job: Any) -> None:
-        from . import runner
-
-        runner.start(make_next(), blocking=False)
+    def on_done(_job: Any) -> Any:
+        shutil.rmtree(folder, ignore_errors=True)
+        yield
 
     return on_done
 
 
 def multicam_job(scene: Any) -> Any:
-    """The UI's multicam: Blender renders (background Blender) → ``engine multicam``."""
-    from . import jobs
+    """The UI's multicam: one background Blender renders every camera, then runs the
+    engine worker on the renders (``engine multicam``), forwarding its progress."""
+    from . import engine_env, jobs
     from .render import check_frame_range, loop_length
 
     try:
@@ -389,38 +390,39 @@ def multicam_job(scene: Any) -> Any:
         cameras = check_cameras(scope_cameras(scene))
         frame_range = (scene.frame_start, scene.frame_end)
         check_frame_range(*frame_range, loop_length(scene))
+        python = engine_python()
     except RenderError as exc:
         raise _addon_error(exc) from None
     out = jobs.new_output_path(scene, "multicam")
-    renders = out.parent / f".{out.name}.renders"
-    cameras_file = out.parent / f".{out.name}.cameras.json"
+    # Work files are named like partial outputs, so the runner removes them on a failure
+    # or cancel; success removes them in on_done.
+    work = out.parent / f".{out.name}.partial-blender"
+    work.mkdir()
+    renders = work / "renders"
+    cameras_file = work / "cameras.json"
     from .scene_io import write_cameras_json
 
     bpy.context.view_layer.update()
     scene.frame_set(frame_range[0])
     write_cameras_json(cameras, scene, cameras_file)
-
-    def engine_job() -> Any:
-        argv = ["--panorama", str(panorama), "--cameras", str(cameras_file), "--renders"]
-        argv += [str(renders), "--out", str(out), "--frame-range", *map(str, frame_range)]
-
-        def cleanup(_job: Any) -> None:
-            shutil.rmtree(renders, ignore_errors=True)
-            cameras_file.unlink(missing_ok=True)
-
-        return jobs.worker_job(
-            "Multicam (reproject + encode)", "multicam", argv, output=out, online=False,
-            on_done=cleanup,
-        )  # fmt: skip
-
+    argv = ["--panorama", str(panorama), "--cameras", str(cameras_file), "--renders"]
+    argv += [str(renders), "--out", str(out), "--frame-range", *map(str, frame_range)]
+    engine_job = work / "engine_job.json"
+    engine_job.write_text(json.dumps({"command": "multicam", "argv": argv}), encoding="utf-8")
     render = {
         "scene": scene.name,
         "kind": "cameras",
         "cameras": [c.name for c in cameras],
         "frame_range": list(frame_range),
         "out": str(renders),
+        "then": {
+            "python": python,
+            "job": str(engine_job),
+            "env": engine_env.worker_environment(online=False),
+        },
     }
-    return _blender_job(f"Render {len(cameras)} cameras", render, renders, _then(engine_job))
+    label = f"Render {len(cameras)} camera{'s' if len(cameras) > 1 else ''}"
+    return _blender_job(label, render, out, _remove_when_done(work))
 
 
 def export_vr_job(scene: Any) -> Any:
@@ -432,19 +434,18 @@ def export_vr_job(scene: Any) -> Any:
     except RenderError as exc:
         raise _addon_error(exc) from None
     out = jobs.new_output_path(scene, "vr")
-    glb = out.parent / f".{out.name}.scene.glb"
-    export_gltf(scene, glb)
+    work = out.parent / f".{out.name}.partial-gltf"  # removed by the runner on failure
+    work.mkdir()
+    glb = export_gltf(scene, work / SCENE_GLB)
     viewpoint = tuple(scene.camera.matrix_world.translation) if scene.camera else (0, 0, 0)
     argv = [str(panorama), "--out", str(out), "--cubemap", "--webxr", "--gltf", str(glb)]
     argv += ["--yaw", f"{world_yaw_degrees(scene):g}", "--viewpoint"]
     argv += [f"{v:g}" for v in viewpoint]
 
-    def cleanup(_job: Any) -> None:
-        glb.unlink(missing_ok=True)
-
     return jobs.worker_job(
-        "Export for VR", "export", argv, output=out, online=False, on_done=cleanup
-    )
+        "Export for VR", "export", argv, output=out, online=False,
+        on_done=_remove_when_done(work),
+    )  # fmt: skip
 
 
 def run_blocking(scene: Any, kind: str, **options: Any) -> Path:

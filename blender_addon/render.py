@@ -383,12 +383,17 @@ def _emit(event: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def run_job(job: dict[str, Any]) -> Path:
-    """Run a render job description (what the operator writes) in this Blender."""
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Run a render job description (what the operator writes) in this Blender.
+
+    ``job["then"]`` (optional: ``python``, ``job``, ``env``) runs an engine worker job
+    on the renders afterwards, forwarding its events, so one process carries the whole
+    operation (one progress bar, one Cancel). Returns the final event.
+    """
     if job.get("blend") and bpy.data.filepath != job["blend"]:
         bpy.ops.wm.open_mainfile(filepath=job["blend"])
     scene = bpy.data.scenes[job["scene"]]
-    flag = _stdin_cancel_flag() if job.get("watch_stdin", True) else threading.Event()
+    flag = _stdin_cancel_flag()
 
     def progress(stage: str, step: int, total: int) -> None:
         _emit({"event": "progress", "stage": stage, "step": step, "total": total})
@@ -396,30 +401,69 @@ def run_job(job: dict[str, Any]) -> Path:
     frame_range = tuple(job["frame_range"])
     if job["kind"] == "cameras":
         cameras = [scene.objects[name] for name in job["cameras"]]
-        return render_cameras(
+        out = render_cameras(
             scene, cameras, frame_range, Path(job["out"]), progress=progress,
             cancelled=flag.is_set,
         )  # fmt: skip
-    return render_360(
-        scene, tuple(job["viewpoint"]), frame_range, Path(job["out"]),
-        width=int(job.get("width", 1024)), stereo=bool(job.get("stereo")),
-        progress=progress, cancelled=flag.is_set,
+    else:
+        out = render_360(
+            scene, tuple(job["viewpoint"]), frame_range, Path(job["out"]),
+            width=int(job.get("width", 1024)), stereo=bool(job.get("stereo")),
+            progress=progress, cancelled=flag.is_set,
+        )  # fmt: skip
+    if job.get("then"):
+        return _run_engine_worker(job["then"], flag)
+    return {"event": "done", "output": str(out)}
+
+
+def _run_engine_worker(then: dict[str, Any], flag: threading.Event) -> dict[str, Any]:
+    """``python -m engine worker --job FILE``: forward its progress, pass a cancel on."""
+    import subprocess
+
+    command = [then["python"], "-m", "engine", "worker", "--job", then["job"]]
+    proc = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=then.get("env"),
+        text=True, encoding="utf-8", errors="replace",
     )  # fmt: skip
+
+    def pass_cancel() -> None:
+        flag.wait()
+        if proc.poll() is None:
+            try:
+                proc.stdin.write("cancel\n")
+                proc.stdin.flush()
+            except OSError:
+                pass  # the worker is already gone
+
+    threading.Thread(target=pass_cancel, daemon=True).start()
+    final: dict[str, Any] = {}
+    for line in proc.stdout:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if event.get("event") == "progress":
+            _emit(event)
+        elif event.get("event") in ("done", "error", "cancelled"):
+            final = event
+    code = proc.wait()
+    if not final:
+        final = {"event": "error", "message": f"the engine worker stopped (exit code {code})"}
+    return final
 
 
 def main(argv: list[str]) -> int:
     """``render.py JOB.json``: exit 0 done, 2 refused, 130 cancelled, 1 failure."""
     job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     try:
-        out = run_job(job)
+        final = run_job(job)
     except RenderCancelled as exc:
-        _emit({"event": "cancelled", "message": str(exc)})
-        return 130
+        final = {"event": "cancelled", "message": str(exc)}
     except RenderError as exc:
-        _emit({"event": "error", "message": str(exc), "fix": exc.fix, "exit_code": 2})
-        return 2
-    _emit({"event": "done", "output": str(out)})
-    return 0
+        final = {"event": "error", "message": str(exc), "fix": exc.fix, "exit_code": 2}
+    _emit(final)
+    codes = {"done": 0, "cancelled": 130}
+    return codes.get(final["event"], int(final.get("exit_code") or 1))
 
 
 if __name__ == "__main__":

@@ -295,6 +295,17 @@ OPERATOR_SCRIPT = textwrap.dedent(
             return str(exc)
 
     seen["multicam"] = call(bpy.ops.panoloop.render_multicam)
+    # The UI path: a background Blender renders (here the bpy module's Python runs
+    # render.py) and then runs the engine worker on the renders; the runner drives it.
+    runner = sys.modules["bl_ext.user_default.panoloop.blender_addon.runner"]
+    seen["async"] = call(bpy.ops.panoloop.render_multicam, run_mode="ASYNC")
+    labels = []
+    while runner.current() is not None and runner.is_busy():
+        job = runner.current()
+        labels.append(job.label)
+        runner.wait(job, timeout=240)
+        seen.setdefault("async_states", []).append([job.state, job.message])
+    seen["async_labels"] = labels
     seen["export_vr"] = call(bpy.ops.panoloop.export_vr, stereo_360=True, width_360=32)
     scene.frame_end = {frames} + 5
     seen["bad_range"] = call(bpy.ops.panoloop.render_multicam)
@@ -337,8 +348,14 @@ def test_operators_run_blocking_in_background_mode(blender_out: Path, tmp_path: 
     assert "frame range 1-9 is 9 frames but the World's loop has 4" in seen["bad_range"]
     assert "camera 'Camera' is ORTHO" in seen["ortho"]
     outputs = sorted((tmp_path / "outputs").iterdir())
-    assert [p.name.split("-")[1] for p in outputs] == ["multicam", "vr"], outputs
-    multicam, vr = outputs
+    assert seen["async"] == ["FINISHED"]
+    assert seen["async_labels"] == ["Render 1 camera"]
+    assert [state for state, _ in seen["async_states"]] == ["DONE"], seen
+    kinds = [p.name.split("-")[1] for p in outputs]
+    assert kinds == ["multicam", "multicam", "vr"], outputs
+    multicam, async_multicam, vr = outputs
+    assert len(list((async_multicam / "renders" / "Camera").glob("*.png"))) == LOOP_FRAMES
+    assert not [p for p in (tmp_path / "outputs").iterdir() if p.name.startswith(".")]
     assert len(list((multicam / "renders" / "Camera").glob("*.png"))) == LOOP_FRAMES
     assert (multicam / "contact_sheet.png").is_file()
     assert (vr / "panorama" / "webxr" / "index.html").is_file()
