@@ -90,7 +90,11 @@ def resolve_source(source: str, *, offline: bool, kind: str = "model") -> tuple[
         folder = Path(
             snapshot_download(
                 source,
-                allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model"],
+                # Configs and safetensors only: never pickle weights, and never a
+                # repository's single-file checkpoints at its root (pipelines keep
+                # their weights in component folders; a motion adapter at its root).
+                allow_patterns=["*.json", "*.txt", "*.model"]
+                + (["*/*.safetensors"] if kind == "model" else ["*.safetensors"]),
                 local_files_only=offline,
             )
         )

@@ -1,0 +1,355 @@
+"""Work and memory of the ring-latent sampler, beside MultiDiffusion, in one run.
+
+1. **Work per step** (no model; the schedules themselves): window pixels the model
+   processes per latent pixel per step, at a 128×256 latent (2048×1024 px with
+   AnimateDiff's 16×64×64 window), for our stages and for MultiDiffusion with stride 8
+   counted by the same code. Baseline: MultiDiffusion.
+2. **Peak memory at 4× the width** (each size in its own process; the peak is reset
+   after the model has loaded, so it is the sampling's peak): the tiny random-weight
+   AnimateDiff through our loader, one full denoising step of shifted windows; and the
+   full-size AnimateDiff architecture (SD 1.5 UNet + v1.5 motion adapter configs,
+   random weights — speed and memory do not depend on weight values) denoising one
+   window of ``--full-frames`` frames on the ring (a whole step at full size is too
+   slow for this CPU). Baseline: the same model at the small size.
+3. On a CUDA machine, also time per step and peak VRAM at 1K, 2K and 4K widths with
+   the full-size model in float16.
+
+Run: ``.venv/bin/python bench/generate.py [--skip-full] [--full-frames 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from engine.generate import schedule as sch  # noqa: E402
+from engine.generate.ring import coverage  # noqa: E402
+
+ANIMATEDIFF_WINDOW = sch.WindowGrid((16, 64, 64), align=8)
+GRID_2K = (16, 128, 256)  # frames, latent rows, latent cols of 2048×1024 px
+STEPS = 25
+
+
+# --------------------------------------------------------------------------- 1. work
+
+
+def pixels_per_cell(views: list, grid: tuple[int, int, int]) -> float:
+    return sum(v.pixels for v in views) / math.prod(grid)
+
+
+def sphere_step_views(step: int, window: sch.WindowGrid, grid: tuple) -> list:
+    """A sphere-view step as the sampler runs it: the views, then fill windows."""
+    views = sch.sphere_views(step, window, grid)
+    written = coverage(views, grid).reshape(grid[0], -1) > 0
+    return views + sch.fill_windows(step, window, grid, written)
+
+
+def work_table() -> None:
+    window, grid = ANIMATEDIFF_WINDOW, GRID_2K
+    cycle = range(sch.OFFSET_CYCLE)
+    flat = [
+        pixels_per_cell(sch.shifted_windows(s, window, grid, latitude_shift=False), grid)
+        for s in cycle
+    ]
+    lat = [pixels_per_cell(sch.shifted_windows(s, window, grid), grid) for s in cycle]
+    coarse = (grid[0], grid[1] // 2, grid[2] // 2)
+    sphere = [pixels_per_cell(sphere_step_views(s, window, coarse), coarse) for s in range(4)]
+    multi = pixels_per_cell(sch.multidiffusion_windows(window, grid, stride=8), grid)
+    # The whole default plan, in full-canvas latent pixels per step.
+    total = 0.0
+    for stage in sch.plan_stages(STEPS, grid[1:], window):
+        canvas = (grid[0], grid[1] // stage.scale, grid[2] // stage.scale)
+        for i in range(stage.start, stage.stop):
+            views = (
+                sphere_step_views(i, window, canvas)
+                if stage.views == "sphere"
+                else sch.shifted_windows(i, window, canvas)
+            )
+            total += sum(v.pixels for v in views) / math.prod(grid)
+    plan = total / STEPS
+    print(
+        f"1. Window pixels per latent pixel per step, latent {grid} (F, H, W), window "
+        f"{window.size}; baseline MultiDiffusion stride 8"
+    )
+    rows = [
+        ("shifted windows, no latitude shift (max)", max(flat)),
+        ("shifted windows + latitude shift (max)", max(lat)),
+        ("shifted windows + latitude shift (mean)", float(np.mean(lat))),
+        ("sphere-view step on the 1/2 canvas*", float(np.mean(sphere))),
+        (f"whole default plan, {STEPS} steps (mean)**", plan),
+        ("MultiDiffusion, stride 8 (baseline)", multi),
+    ]
+    for label, value in rows:
+        print(f"   {label:<46}{value:>8.3f}   MultiDiffusion / this = {multi / value:6.1f}×")
+    print("   * in 1/2-canvas pixels: 44 views of 120° (DynamicScaler's set) + fill windows")
+    print("   ** in full-canvas pixels per step; the coarse stages count at a quarter")
+
+
+# --------------------------------------------------------------------------- 2. memory
+
+
+def read_status() -> dict[str, int]:
+    """VmRSS and VmHWM (peak) of this process, in bytes (Linux)."""
+    values = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(("VmRSS", "VmHWM")):
+            key, rest = line.split(":", 1)
+            values[key] = int(rest.split()[0]) * 1024
+    return values
+
+
+def reset_peak() -> None:
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def full_size_backend(window_frames: int, device: str, dtype: str):
+    """The AnimateDiff architecture at full size from its published configs, random weights."""
+    import torch
+    from diffusers import (
+        AnimateDiffPipeline,
+        AutoencoderKL,
+        DDIMScheduler,
+        MotionAdapter,
+        UNet2DConditionModel,
+        UNetMotionModel,
+    )
+    from tiny_models import _tiny_clip_tokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from engine.generate.backends import AnimateDiffBackend, ModelInfo, pick_dtype
+
+    torch_dtype = pick_dtype(dtype, device)
+    torch.manual_seed(0)
+    unet2d = UNet2DConditionModel(sample_size=64, cross_attention_dim=768)  # SD 1.5 defaults
+    adapter = MotionAdapter()  # the v1.5 motion adapter's defaults
+    unet = UNetMotionModel.from_unet2d(unet2d, adapter)
+    del unet2d
+    vae = AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=2,
+        latent_channels=4,
+        sample_size=512,
+    )
+    text = CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_attention_heads=12,
+            num_hidden_layers=12,
+            projection_dim=768,
+            max_position_embeddings=77,
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="linear",
+        clip_sample=False,
+        steps_offset=1,
+        set_alpha_to_one=False,
+    )
+    tokenizer = _tiny_clip_tokenizer(Path(tempfile.mkdtemp()) / "tok")
+    pipe = AnimateDiffPipeline(vae, text, tokenizer, unet, adapter, scheduler).to(
+        device, torch_dtype
+    )
+    info = ModelInfo(
+        Path("."), "random full-size AnimateDiff (SD 1.5 + v1.5 adapter)", "random", 8, 64, 8, 32
+    )
+    return AnimateDiffBackend(pipe, info, window_frames=window_frames, device=device)
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Child process: load, reset the peak, sample, print one JSON line."""
+    import torch
+
+    from engine.generate.backends import inspect_model, load_animatediff
+    from engine.generate.sampler import GenerateRequest, _StepState, sample_latent
+    from engine.jobs import JobContext
+
+    torch.set_num_threads(args.threads)
+    if args.measure == "tiny":
+        backend = load_animatediff(
+            inspect_model(args.model), window_frames=args.window_frames, device=args.device
+        )
+    else:
+        backend = full_size_backend(args.window_frames, args.device, args.dtype)
+    cuda = args.device.startswith("cuda")
+    request = GenerateRequest(
+        "a misty pine forest",
+        args.width,
+        args.width // 2,
+        args.frames,
+        args.steps,
+        guidance=7.5,
+        schedule="windows",
+    )
+    ctx = JobContext()
+    embeds = backend.encode_prompt(request.prompt, request.negative, request.guidance)
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    reset_peak()
+    loaded = read_status()["VmRSS"]
+    start = time.perf_counter()
+    if args.views:  # a budget of model calls on the full-size ring (CPU is too slow)
+        f = backend.vae_factor
+        grid = (args.frames, args.width // 2 // f, args.width // f)
+        window = sch.WindowGrid(backend.window, backend.align)
+        x = torch.randn(backend.latent_channels, *grid, device=backend.device)
+        t = backend.timesteps(args.steps)[0]
+        a = float(backend.alphas_cumprod[t])
+        step = _StepState(
+            backend,
+            embeds,
+            request.guidance,
+            t,
+            a,
+            backend.final_alpha,
+            torch.Generator().manual_seed(0),
+            ctx,
+        )
+        views = sch.shifted_windows(0, window, grid)[: args.views]
+        step.run(x, views, window, 0, fill=False)
+        calls = len(views)
+    else:
+        sample_latent(backend, request, ctx)
+        calls = None
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    status = read_status()
+    print(
+        json.dumps(
+            {
+                "width": args.width,
+                "loaded_bytes": loaded,
+                "peak_bytes": status["VmHWM"],
+                "seconds": seconds,
+                "calls": calls,
+                "steps": args.steps,
+                "vram_peak_bytes": torch.cuda.max_memory_allocated() if cuda else None,
+            }
+        )
+    )
+
+
+def child(*flags: str) -> dict:
+    cmd = [sys.executable, __file__, *flags]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if done.returncode or not lines:
+        raise SystemExit(f"measurement failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def memory_rows(label: str, small: dict, large: dict) -> None:
+    mib = 1 << 20
+    ratio = large["peak_bytes"] / small["peak_bytes"]
+    for r in (small, large):
+        extra = r["peak_bytes"] - r["loaded_bytes"]
+        what = f"{r['calls']} window call(s)" if r["calls"] else f"{r['steps']} step(s)"
+        print(
+            f"   {label} {r['width']:>5} px wide: peak {r['peak_bytes'] / mib:8.0f} MiB "
+            f"(+{extra / mib:6.0f} MiB over the loaded model), {what} in {r['seconds']:.1f}s"
+        )
+    verdict = "within" if ratio <= 1.5 else "NOT within"
+    print(f"   → peak at 4× width / peak at 1× = {ratio:.3f} ({verdict} 1.5×)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-full", action="store_true", help="skip the full-size model")
+    parser.add_argument("--full-frames", type=int, default=2, help="frames per full-size call")
+    parser.add_argument("--measure", choices=("tiny", "full"), help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--width", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--frames", type=int, default=4, help=argparse.SUPPRESS)
+    parser.add_argument("--window-frames", type=int, default=4, help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--views", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", default="auto", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        measure(args)
+        return 0
+
+    work_table()
+
+    from tiny_models import build_tiny_animatediff
+
+    print("2. Peak memory (RSS) at 4× the width; baseline: the same model at 1×")
+    with tempfile.TemporaryDirectory() as tmp:
+        model = str(build_tiny_animatediff(Path(tmp) / "tiny"))
+        tiny = [
+            child("--measure", "tiny", "--model", model, "--width", str(w)) for w in (256, 1024)
+        ]
+    memory_rows("tiny AnimateDiff,", *tiny)
+    if not args.skip_full:
+        n = str(args.full_frames)
+        full = [
+            child(
+                "--measure",
+                "full",
+                "--width",
+                str(w),
+                "--frames",
+                "16",
+                "--window-frames",
+                n,
+                "--views",
+                "1",
+                "--threads",
+                "2",
+            )
+            for w in (1024, 4096)
+        ]
+        memory_rows(f"full-size AnimateDiff ({n}-frame window),", *full)
+
+    import torch
+
+    if torch.cuda.is_available():
+        print(
+            "3. CUDA, full-size AnimateDiff float16, 16-frame windows, 2 steps of shifted windows"
+        )
+        for width in (1024, 2048, 4096):
+            r = child(
+                "--measure",
+                "full",
+                "--width",
+                str(width),
+                "--frames",
+                "16",
+                "--window-frames",
+                "16",
+                "--steps",
+                "2",
+                "--device",
+                "cuda",
+            )
+            print(
+                f"   {width:>5}×{width // 2}: {r['seconds'] / 2:7.2f} s/step, "
+                f"peak VRAM {r['vram_peak_bytes'] / (1 << 30):6.2f} GiB"
+            )
+    else:
+        print("3. no CUDA device here: time per step and VRAM at 1K/2K/4K not measured")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
