@@ -425,27 +425,86 @@ def multicam_job(scene: Any) -> Any:
     return _blender_job(label, render, out, _remove_when_done(work))
 
 
-def export_vr_job(scene: Any) -> Any:
-    """The UI's VR export: glTF here (fast), then ``engine export`` in the worker."""
-    from . import jobs
+def export_vr_job(scene: Any, *, mono_360_width: int = 0, stereo_360_width: int = 0) -> Any:
+    """The UI's VR export: glTF here (fast); then the engine exports the loop (worker), or,
+    with 360° renders asked for, a background Blender renders them and runs the engine
+    exports. The last step moves the assembled package into place whole."""
+    from . import engine_env, jobs
 
     try:
         panorama = panorama_of(scene)
+        python = engine_python()
+        frame_range = (scene.frame_start, scene.frame_end)
+        if mono_360_width or stereo_360_width:
+            from .render import check_frame_range, loop_length
+
+            check_frame_range(*frame_range, loop_length(scene))
     except RenderError as exc:
         raise _addon_error(exc) from None
     out = jobs.new_output_path(scene, "vr")
-    work = out.parent / f".{out.name}.partial-gltf"  # removed by the runner on failure
-    work.mkdir()
-    glb = export_gltf(scene, work / SCENE_GLB)
+    work = out.parent / f".{out.name}.partial-vr"  # the runner removes it on failure
+    package = work / "package"
+    package.mkdir(parents=True)
+    glb = export_gltf(scene, package / SCENE_GLB)
     viewpoint = tuple(scene.camera.matrix_world.translation) if scene.camera else (0, 0, 0)
-    argv = [str(panorama), "--out", str(out), "--cubemap", "--webxr", "--gltf", str(glb)]
-    argv += ["--yaw", f"{world_yaw_degrees(scene):g}", "--viewpoint"]
+    yaw = world_yaw_degrees(scene)
+    argv = [str(panorama), "--out", str(package / PANORAMA_DIR), "--cubemap", "--webxr"]
+    argv += ["--gltf", str(glb), "--yaw", f"{yaw:g}", "--viewpoint"]
     argv += [f"{v:g}" for v in viewpoint]
+    facts = {
+        "kind": "vr_package", "scene": scene.name, "panorama": str(panorama),
+        "viewpoint": list(viewpoint), "yaw_degrees": yaw, "frame_range": list(frame_range),
+        "gltf": SCENE_GLB, "panorama_export": PANORAMA_DIR,
+        "webxr": f"{PANORAMA_DIR}/webxr/index.html",
+        "scene_360": MONO_DIR if mono_360_width else None,
+        "scene_360_stereo": STEREO_DIR if stereo_360_width else None,
+    }  # fmt: skip
+    on_done = _finish_package(work, package, out, facts)
+    if not (mono_360_width or stereo_360_width):
+        return jobs.worker_job(
+            "Export for VR", "export", argv, output=out, online=False, on_done=on_done
+        )
+    env = engine_env.worker_environment(online=False)
+    fps = _panorama_fps(panorama)
+    renders, thens = [], [_engine_step(work / "export.json", "export", argv, python, env)]
+    for width, stereo, name in (
+        (mono_360_width, False, MONO_DIR),
+        (stereo_360_width, True, STEREO_DIR),
+    ):
+        if not width:
+            continue
+        frames = work / f"{name}_frames"
+        renders.append({"kind": "360", "viewpoint": list(viewpoint), "width": width,
+                        "stereo": stereo, "out": str(frames)})  # fmt: skip
+        step = [str(frames), "--out", str(package / name), "--name", "scene"]
+        step += ["--stereo", "top-bottom" if stereo else "mono"]
+        step += ["--fps", f"{fps:g}"] if fps else []
+        thens.append(_engine_step(work / f"{name}.json", "export", step, python, env))
+    job = {"scene": scene.name, "frame_range": list(frame_range), "renders": renders}
+    return _blender_job("Render 360° and export for VR", {**job, "then": thens}, out, on_done)
 
-    return jobs.worker_job(
-        "Export for VR", "export", argv, output=out, online=False,
-        on_done=_remove_when_done(work),
-    )  # fmt: skip
+
+def _engine_step(path: Path, command: str, argv: list[str], python: str, env: dict) -> dict:
+    path.write_text(json.dumps({"command": command, "argv": argv}), encoding="utf-8")
+    return {"python": python, "job": str(path), "env": env}
+
+
+def _finish_package(work: Path, package: Path, out: Path, facts: dict[str, Any]) -> Any:
+    """``on_done`` steps: keep the 360° frames beside their videos, write the manifest,
+    move the package into place whole, remove the work folder."""
+
+    def on_done(job: Any) -> Any:
+        for name in (MONO_DIR, STEREO_DIR):
+            frames = work / f"{name}_frames" / "frames"
+            if frames.is_dir() and (package / name).is_dir():
+                shutil.move(str(frames), str(package / name / "frames"))
+        (package / "manifest.json").write_text(json.dumps(facts, indent=2) + "\n")
+        yield
+        os.rename(package, out)
+        shutil.rmtree(work, ignore_errors=True)
+        job.result, job.message = out, f"finished: {out}"
+
+    return on_done
 
 
 def run_blocking(scene: Any, kind: str, **options: Any) -> Path:

@@ -386,9 +386,10 @@ def _emit(event: dict[str, Any]) -> None:
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Run a render job description (what the operator writes) in this Blender.
 
-    ``job["then"]`` (optional: ``python``, ``job``, ``env``) runs an engine worker job
-    on the renders afterwards, forwarding its events, so one process carries the whole
-    operation (one progress bar, one Cancel). Returns the final event.
+    ``job["renders"]`` (optional) lists several render specs (else the job is one);
+    ``job["then"]`` (optional: one or a list of ``{python, job, env}``) runs engine
+    worker jobs on the renders afterwards, forwarding their events, so one process
+    carries the whole operation (one progress bar, one Cancel). Returns the final event.
     """
     if job.get("blend") and bpy.data.filepath != job["blend"]:
         bpy.ops.wm.open_mainfile(filepath=job["blend"])
@@ -398,22 +399,33 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     def progress(stage: str, step: int, total: int) -> None:
         _emit({"event": "progress", "stage": stage, "step": step, "total": total})
 
-    frame_range = tuple(job["frame_range"])
-    if job["kind"] == "cameras":
-        cameras = [scene.objects[name] for name in job["cameras"]]
-        out = render_cameras(
-            scene, cameras, frame_range, Path(job["out"]), progress=progress,
-            cancelled=flag.is_set,
+    out = None
+    for spec in job.get("renders") or [job]:
+        out = _render_spec(scene, {**job, **spec}, progress, flag.is_set)
+    final = {"event": "done", "output": str(out)}
+    thens = job.get("then") or []
+    for then in [thens] if isinstance(thens, dict) else thens:
+        final = _run_engine_worker(then, flag)
+        if final.get("event") != "done":
+            break
+    return final
+
+
+def _render_spec(
+    scene: Any, spec: dict[str, Any], progress: Progress, cancelled: Cancelled
+) -> Path:
+    frame_range = tuple(spec["frame_range"])
+    if spec["kind"] == "cameras":
+        cameras = [scene.objects[name] for name in spec["cameras"]]
+        return render_cameras(
+            scene, cameras, frame_range, Path(spec["out"]), progress=progress,
+            cancelled=cancelled,
         )  # fmt: skip
-    else:
-        out = render_360(
-            scene, tuple(job["viewpoint"]), frame_range, Path(job["out"]),
-            width=int(job.get("width", 1024)), stereo=bool(job.get("stereo")),
-            progress=progress, cancelled=flag.is_set,
-        )  # fmt: skip
-    if job.get("then"):
-        return _run_engine_worker(job["then"], flag)
-    return {"event": "done", "output": str(out)}
+    return render_360(
+        scene, tuple(spec["viewpoint"]), frame_range, Path(spec["out"]),
+        width=int(spec.get("width", 1024)), stereo=bool(spec.get("stereo")),
+        progress=progress, cancelled=cancelled,
+    )  # fmt: skip
 
 
 def _run_engine_worker(then: dict[str, Any], flag: threading.Event) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """``panoloop.export_vr``: the World's loop and the scene, ready for headsets and browsers.
 
 Writes the scene as glTF (Blender's exporter), the loop as a 360° MP4 with spherical
-metadata, cubemaps and a WebXR package; in background mode it can add Cycles 360°
-renders of the composed scene, mono and spherical stereo (top-bottom, left eye on top).
-In the UI the engine part runs in its worker (progress, Cancel).
+metadata, cubemaps and a WebXR package; optionally Cycles 360° renders of the composed
+scene, mono and spherical stereo (top-bottom, left eye on top). In the UI the renders
+run in a background Blender and the engine in its worker (progress, Cancel); in
+background mode it blocks.
 """
 
 from __future__ import annotations
@@ -27,14 +28,12 @@ class PANOLOOP_OT_export_vr(bpy.types.Operator):  # noqa: N801 (Blender naming)
     run_mode: RUN_MODE
     mono_360: BoolProperty(
         name="Scene 360°",
-        description="Also render the composed scene in 360° from the active camera "
-        "(Cycles; background mode)",
+        description="Also render the composed scene in 360° from the active camera (Cycles)",
         default=False,
     )
     stereo_360: BoolProperty(
         name="Stereo 360°",
-        description="Also render spherical stereo, top-bottom with the left eye on top "
-        "(Cycles; background mode)",
+        description="Also render spherical stereo, top-bottom with the left eye on top (Cycles)",
         default=False,
     )
     width_360: IntProperty(
@@ -68,6 +67,12 @@ class PANOLOOP_OT_export_vr(bpy.types.Operator):  # noqa: N801 (Blender naming)
                 return {"CANCELLED"}
             self.report({"INFO"}, f"PanoLoop: VR package written to {out}")
             return {"FINISHED"}
-        if self.mono_360 or self.stereo_360:
-            self.report({"WARNING"}, "scene 360° renders run in background mode only; skipped")
-        return launch(self, lambda: package.export_vr_job(scene))
+        width = self.width_360 // 4 * 4
+        return launch(
+            self,
+            lambda: package.export_vr_job(
+                scene,
+                mono_360_width=width if self.mono_360 else 0,
+                stereo_360_width=width if self.stereo_360 else 0,
+            ),
+        )

@@ -306,6 +306,12 @@ OPERATOR_SCRIPT = textwrap.dedent(
         runner.wait(job, timeout=240)
         seen.setdefault("async_states", []).append([job.state, job.message])
     seen["async_labels"] = labels
+    seen["async_vr"] = call(bpy.ops.panoloop.export_vr, run_mode="ASYNC", stereo_360=True,
+                            width_360=32)
+    while runner.current() is not None and runner.is_busy():
+        job = runner.current()
+        runner.wait(job, timeout=240)
+        seen["async_vr_state"] = [job.label, job.state, job.message, str(job.result)]
     seen["export_vr"] = call(bpy.ops.panoloop.export_vr, stereo_360=True, width_360=32)
     scene.frame_end = {frames} + 5
     seen["bad_range"] = call(bpy.ops.panoloop.render_multicam)
@@ -352,8 +358,13 @@ def test_operators_run_blocking_in_background_mode(blender_out: Path, tmp_path: 
     assert seen["async_labels"] == ["Render 1 camera"]
     assert [state for state, _ in seen["async_states"]] == ["DONE"], seen
     kinds = [p.name.split("-")[1] for p in outputs]
-    assert kinds == ["multicam", "multicam", "vr"], outputs
-    multicam, async_multicam, vr = outputs
+    assert kinds == ["multicam", "multicam", "vr", "vr"], outputs
+    multicam, async_multicam, async_vr, vr = outputs  # in the order they ran
+    label, state, message, result = seen["async_vr_state"]
+    assert (label, state, result) == ("Render 360° and export for VR", "DONE", str(async_vr))
+    assert (async_vr / "scene_360_TB" / "scene_360_TB.mp4").is_file()
+    assert (async_vr / "panorama" / "webxr" / "scene.glb").is_file()
+    assert json.loads((async_vr / "manifest.json").read_text())["kind"] == "vr_package"
     assert len(list((async_multicam / "renders" / "Camera").glob("*.png"))) == LOOP_FRAMES
     assert not [p for p in (tmp_path / "outputs").iterdir() if p.name.startswith(".")]
     assert len(list((multicam / "renders" / "Camera").glob("*.png"))) == LOOP_FRAMES
