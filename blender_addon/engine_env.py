@@ -109,7 +109,7 @@ def worker_environment(*, online: bool) -> dict[str, str]:
     # Caches go to the user folder: never write inside the extension folder.
     caches = user_dir() / "cache"
     env["PYTHONPYCACHEPREFIX"] = str(caches / "pycache")
-    env["NUMBA_CACHE_DIR"] = str(caches / "numba")
+    env.setdefault("NUMBA_CACHE_DIR", str(caches / "numba"))
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONIOENCODING"] = "utf-8"
     if online:

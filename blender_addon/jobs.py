@@ -11,7 +11,7 @@ import json
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +54,11 @@ def new_output_path(scene: Any, kind: str) -> Path:
     return path
 
 
-def apply_world_when_done(scene_name: str) -> Callable[[Job], None]:
+def apply_world_when_done(scene_name: str) -> Callable[[Job], Iterator[None]]:
     """``on_done`` for jobs producing a panorama: make it the scene's looping World."""
 
-    def on_done(job: Job) -> None:
-        scene = bpy.data.scenes.get(scene_name)
-        if scene is None:
-            raise AddonError(f"scene {scene_name!r} is gone; the loop is in {job.result}")
-        world.apply_panorama(scene, job.result)
+    def on_done(job: Job) -> Iterator[None]:
+        return world.apply_panorama_steps(scene_name, job.result)
 
     return on_done
 
@@ -73,7 +70,7 @@ def worker_job(
     *,
     output: Path,
     online: bool,
-    on_done: Callable[[Job], None] | None = None,
+    on_done: Callable[[Job], Iterator[None]] | None = None,
     job_dir: Path | None = None,
 ) -> Job:
     """A :class:`Job` running ``python -m engine worker`` on ``command argv``."""

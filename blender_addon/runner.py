@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,22 +42,24 @@ TICK_INTERVAL_S = 0.1
 #: Most time one tick spends draining events; keeps every tick far below 50 ms.
 DRAIN_BUDGET_S = 0.015
 #: Seconds a worker gets to stop after ``cancel`` before it is terminated (then killed).
-CANCEL_GRACE_S = 10.0
+CANCEL_GRACE_S = 5.0
 KILL_GRACE_S = 5.0
 #: Seconds a worker that closed its stdout without a final event may take to exit.
 EXIT_GRACE_S = 5.0
 #: How much of the log a crash report quotes.
 LOG_TAIL_LINES = 12
 
-RUNNING_STATES = ("RUNNING", "CANCELLING")
+RUNNING_STATES = ("RUNNING", "CANCELLING", "APPLYING")
 
 
 class Job:
     """One worker process and what the UI shows of it. Touch only from the main thread.
 
-    ``state`` is RUNNING → CANCELLING → DONE | ERROR | CANCELLED. ``on_done(job)`` runs on
-    the main thread after a successful job (e.g. to apply the World); an
-    :class:`AddonError` it raises turns the job into an ERROR.
+    ``state`` is RUNNING (→ CANCELLING) → APPLYING → DONE, or ERROR | CANCELLED.
+    ``on_done(job)`` returns an iterator of small main-thread steps (e.g. loading the
+    frames, then wiring the World's nodes): one step runs per timer tick, so even the
+    final apply never stalls the UI. An :class:`AddonError` from a step turns the job
+    into an ERROR.
     """
 
     def __init__(
@@ -68,7 +70,7 @@ class Job:
         env: dict[str, str],
         job_dir: Path,
         output: Path | None = None,
-        on_done: Callable[[Job], None] | None = None,
+        on_done: Callable[[Job], Iterator[None]] | None = None,
     ) -> None:
         self.label = label
         self.command = command
@@ -83,7 +85,9 @@ class Job:
         self.fix_hint = ""
         self.result: Path | None = None
         self.exit_code: int | None = None
+        #: Wall-clock and main-thread CPU seconds of every tick (the UI-freeze budget).
         self.tick_seconds: list[float] = []
+        self.tick_cpu_seconds: list[float] = []
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.proc: subprocess.Popen[str] | None = None
         self._final_event: dict[str, Any] | None = None
@@ -91,6 +95,7 @@ class Job:
         self._waiting_since: float | None = None
         self._cancel_at: float | None = None
         self._log_file: Any = None
+        self._applying: Iterator[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -136,8 +141,8 @@ class Job:
 
     def request_cancel(self) -> None:
         """Ask the worker to stop (it removes its temporary output itself)."""
-        if self.finished or self.state == "CANCELLING":
-            return
+        if self.finished or self.state in ("CANCELLING", "APPLYING"):
+            return  # an output already written whole is applied, not thrown away
         self.state = "CANCELLING"
         self.stage = "cancelling"
         self._cancel_at = time.monotonic()
@@ -145,19 +150,27 @@ class Job:
 
     def poll(self) -> None:
         """Drain pending events (within :data:`DRAIN_BUDGET_S`) and watch the process."""
-        start = time.perf_counter()
+        if self.state == "APPLYING":
+            self._apply_step()
+        else:
+            self._drain(time.perf_counter())
+
+    def _drain(self, start: float) -> None:
         while not self.finished and time.perf_counter() - start < DRAIN_BUDGET_S:
             try:
                 kind, payload = self.events.get_nowait()
             except queue.Empty:
                 break
             self._handle(kind, payload)
-        if not self.finished:
+        if self.state in ("RUNNING", "CANCELLING"):
             self._watch_process()
-        self.tick_seconds.append(time.perf_counter() - start)
 
     def stop(self, timeout: float = KILL_GRACE_S) -> None:
         """Cancel and wait (blocking) until the worker has gone; used on file load/disable."""
+        if self.state == "APPLYING":  # the scene it was for is going away: keep the output
+            self._applying = None
+            self._end("DONE", f"finished: {self.result} (not applied: the file changed)")
+            return
         self.request_cancel()
         deadline = time.monotonic() + timeout
         while not self.finished and time.monotonic() < deadline:
@@ -241,9 +254,7 @@ class Job:
             )
 
     def _finish(self, state: str, message: str, fix: str = "") -> None:
-        if state == "ERROR" and not fix:
-            fix = self.fix_hint
-        self.state, self.message, self.fix = state, message, fix
+        """The worker is done with: release it, clean up, then apply (DONE) step by step."""
         if self.proc is not None and self.proc.stdin is not None:
             try:
                 self.proc.stdin.close()
@@ -254,13 +265,29 @@ class Job:
         if state != "DONE":
             remove_partial_outputs(self.output)
         if state == "DONE" and self.on_done is not None:
-            try:
-                self.on_done(self)
-            except AddonError as exc:
-                self.state, self.message, self.fix = "ERROR", str(exc), exc.fix
-        if self.state in ("DONE", "CANCELLED"):
+            self.state, self.stage, self.message = "APPLYING", "applying", message
+            self._applying = self.on_done(self)
+            return
+        self._end(state, message, fix)
+
+    def _apply_step(self) -> None:
+        assert self._applying is not None
+        try:
+            next(self._applying)
+        except StopIteration:
+            self._applying = None
+            self._end("DONE", self.message)
+        except AddonError as exc:
+            self._applying = None
+            self._end("ERROR", str(exc), exc.fix)
+
+    def _end(self, state: str, message: str, fix: str = "") -> None:
+        if state == "ERROR" and not fix:
+            fix = self.fix_hint
+        self.state, self.message, self.fix = state, message, fix
+        if state in ("DONE", "CANCELLED"):
             shutil.rmtree(self.job_dir, ignore_errors=True)
-        self.stage = self.state.lower()
+        self.stage = state.lower()
 
 
 def _read_events(stream: Any, events: queue.Queue[tuple[str, Any]]) -> None:
@@ -352,8 +379,11 @@ def timer_tick() -> float | None:
     job = _job
     if job is None or job.finished:
         return None
+    start, cpu_start = time.perf_counter(), time.thread_time()
     job.poll()
     publish(job)
+    job.tick_seconds.append(time.perf_counter() - start)
+    job.tick_cpu_seconds.append(time.thread_time() - cpu_start)
     return None if job.finished else TICK_INTERVAL_S
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,10 +128,12 @@ def load_loop_image(manifest: dict[str, Any], frames: list[Path], folder: Path) 
     return image
 
 
-def apply_panorama(scene: Any, folder: str | Path) -> Any:
-    """Make ``folder`` (a PanoLoop output) the looping environment of ``scene``'s World.
+def apply_panorama_steps(scene_name: str, folder: str | Path) -> Iterator[None]:
+    """Make ``folder`` (a PanoLoop output) the looping environment of the scene's World,
+    in small steps (read, load, wire, set): the runner runs one per timer tick.
 
-    Creates a World if the scene has none. Returns the Environment Texture node.
+    Between steps only names are kept (an undo may replace any Blender data). Creates
+    a World if the scene has none.
     """
     folder = Path(folder)
     manifest, frames = read_output(folder)
@@ -141,11 +144,17 @@ def apply_panorama(scene: Any, folder: str | Path) -> Any:
         raise AddonError(
             f"{folder}: manifest says {manifest.get('frames')} frames, {len(frames)} are on disk"
         )
-    image = load_loop_image(manifest, frames, folder)
+    yield
+    image_name = load_loop_image(manifest, frames, folder).name
+    yield
+    scene = _scene(scene_name)
     if scene.world is None:
         scene.world = bpy.data.worlds.new(WORLD_NAME)
+    panoloop_env_node(scene.world)
+    yield
+    scene = _scene(scene_name)
     node = panoloop_env_node(scene.world)
-    node.image = image
+    node.image = bpy.data.images[image_name]
     user = node.image_user
     user.frame_duration = count
     user.frame_start = scene.frame_start
@@ -153,7 +162,21 @@ def apply_panorama(scene: Any, folder: str | Path) -> Any:
     user.use_cyclic = True
     user.use_auto_refresh = True
     scene.panoloop.last_output = str(folder)
-    return node
+    yield
+
+
+def _scene(name: str) -> Any:
+    scene = bpy.data.scenes.get(name)
+    if scene is None:
+        raise AddonError(f"scene {name!r} is gone; the loop was not applied")
+    return scene
+
+
+def apply_panorama(scene: Any, folder: str | Path) -> Any:
+    """:func:`apply_panorama_steps` all at once; returns the Environment Texture node."""
+    for _ in apply_panorama_steps(scene.name, folder):
+        pass
+    return scene.world.node_tree.nodes[ENV_NODE_NAME]
 
 
 def fps_mismatch(scene: Any, folder: str | Path) -> str:

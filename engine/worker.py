@@ -22,7 +22,9 @@ so even a C library printing to stdout cannot break the protocol.
 
 Cancel: a ``cancel`` line on stdin, stdin closing (Blender went away), or SIGTERM set
 the job's cancel flag; the job stops at its next step and its temporary output is
-removed (:func:`engine.media.atomic_output_dir`). A second SIGTERM cancels at once.
+removed (:func:`engine.media.atomic_output_dir`). A SIGTERM after a cancel stops the job
+where it is (the add-on sends one when a step takes too long), and a worker whose stdin
+pipe closed sends itself one after :data:`ORPHAN_GRACE_S`.
 Exit codes are the CLI's: 0 done, 2 bad input, 130 cancelled, 1 other failure.
 """
 
@@ -35,6 +37,7 @@ import signal
 import stat
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Any, TextIO
@@ -46,6 +49,8 @@ HELP = "run one job for the Blender add-on, reporting JSON lines on stdout"
 
 #: The stdin line that asks the running job to stop.
 CANCEL_LINE = "cancel"
+#: Seconds an orphaned worker (its stdin pipe closed) gets to stop at a step boundary.
+ORPHAN_GRACE_S = 5.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -121,6 +126,10 @@ def watch_stdin(token: CancelToken) -> threading.Thread:
                 return
         if stdin_is_pipe:
             token.cancel()
+            # Nobody is left to wait for a clean stop: if the job does not reach its next
+            # step soon (a long model call), interrupt it where it is.
+            time.sleep(ORPHAN_GRACE_S)
+            os.kill(os.getpid(), signal.SIGTERM)
 
     thread = threading.Thread(target=read, name="panoloop-stdin", daemon=True)
     thread.start()
