@@ -5,9 +5,11 @@ volume, numba softmax splatting in parallel row bands, seam and poles exact) aga
 plain torch ``scatter_add_`` softmax splat of the same motion, same softmax weights and
 the same seam wrap, measured in the same run on the same frames. Both include building
 each frame's motion from the spectral volume. Preview encoding (tone map + libx264) is
-timed separately. Prints frames per second and the ratio.
+timed separately. Prints frames per second and the ratio. The two are
+timed in alternating chunks so both see the same load on a shared machine; the slow
+baseline is timed over fewer frames (``--baseline-frames``).
 
-    .venv/bin/python bench/animate.py [--frames 96] [--hdri forest]
+    .venv/bin/python bench/animate.py [--frames 96] [--baseline-frames 24] [--hdri forest]
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
+import os
 import sys
 import tempfile
 import time
@@ -90,22 +93,42 @@ class TorchSplat:
         return out.reshape(self.height, self.width, 3).numpy()
 
 
-def time_frames(render, texture, frames: int) -> float:
+def interleaved_timings(
+    ours, baseline, texture, frames: int, baseline_frames: int, chunks: int = 12
+) -> tuple[float, float]:
+    """Seconds for ``frames`` frames of ours and ``baseline_frames`` of the baseline, run in
+    alternating chunks so both see the same machine load (the machine is shared)."""
     motion = np.empty(texture.shape, dtype=np.float32)
-    start = time.perf_counter()
-    for t in range(frames):
-        render(texture.frame(t, motion))
-    return time.perf_counter() - start
+    spent = [0.0, 0.0]
+    plan = [
+        np.array_split(np.arange(frames), chunks),
+        np.array_split(np.arange(baseline_frames), chunks),
+    ]
+    for chunk in range(chunks):
+        for which, render in enumerate((ours, baseline)):
+            start = time.perf_counter()
+            for t in plan[which][chunk]:
+                render(texture.frame(int(t), motion))
+            spent[which] += time.perf_counter() - start
+    return spent[0], spent[1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=96)
+    parser.add_argument(
+        "--baseline-frames", type=int, default=24, help="frames timed for the slow baseline"
+    )
     parser.add_argument("--hdri", default="forest")
+    parser.add_argument("--threads", type=int, help="threads for both (default: every core)")
     args = parser.parse_args()
     import cv2
     import numba
     import torch
+
+    if args.threads:
+        numba.set_num_threads(args.threads)
+        torch.set_num_threads(args.threads)
 
     still = read_image(bundled_hdri(args.hdri))
     image = cv2.resize(still, (WIDTH, HEIGHT), interpolation=cv2.INTER_LINEAR)
@@ -124,9 +147,17 @@ def main() -> None:
     print(f"motion prior {prior_s:.2f} s, renderer setup + first frame {prepare_s:.2f} s (once)")
 
     out = np.empty_like(image)
-    ours = time_frames(lambda m: renderer.splatter.render(m, out), renderer.texture, args.frames)
     baseline = TorchSplat(image, renderer)
-    base = time_frames(baseline.render, renderer.texture, args.frames)
+    baseline.render(renderer.texture.frame(0))  # warm-up
+    load_before = os.getloadavg()[0]
+    ours, base = interleaved_timings(
+        lambda m: renderer.splatter.render(m, out),
+        baseline.render,
+        renderer.texture,
+        args.frames,
+        args.baseline_frames,
+    )
+    load_after = os.getloadavg()[0]
 
     # The two renderers agree away from the poles (the baseline clamps there).
     motion = renderer.texture.frame(args.frames // 3)
@@ -146,9 +177,16 @@ def main() -> None:
         encode_s = time.perf_counter() - start
 
     fps_ours = args.frames / ours
-    fps_base = args.frames / base
-    print(f"ours   (numba softmax splat): {ours:6.2f} s  {fps_ours:6.1f} frames/s")
-    print(f"torch  scatter_add_ baseline: {base:6.2f} s  {fps_base:6.1f} frames/s")
+    fps_base = args.baseline_frames / base
+    print(f"load average (1 min) before/after timing: {load_before:.1f} / {load_after:.1f}")
+    print(
+        f"ours   (numba softmax splat): {args.frames:3d} frames {ours:6.2f} s  "
+        f"{fps_ours:6.1f} frames/s"
+    )
+    print(
+        f"torch  scatter_add_ baseline: {args.baseline_frames:3d} frames {base:6.2f} s  "
+        f"{fps_base:6.1f} frames/s"
+    )
     print(f"speed-up: {fps_ours / fps_base:.1f}x  (target >= 24 frames/s and >= 4x)")
     print(
         f"agreement (|Δ| > 2/255 of tone-mapped pixels, poles excluded): {100 * mismatch:.2f}%; "
