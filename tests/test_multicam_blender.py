@@ -312,7 +312,7 @@ OPERATOR_SCRIPT = textwrap.dedent(
         job = runner.current()
         runner.wait(job, timeout=240)
         seen["async_vr_state"] = [job.label, job.state, job.message, str(job.result)]
-    seen["export_vr"] = call(bpy.ops.panoloop.export_vr, stereo_360=True, width_360=32)
+    seen["export_vr"] = call(bpy.ops.panoloop.export_vr)  # blocking; 360s: the async run
     scene.frame_end = {frames} + 5
     seen["bad_range"] = call(bpy.ops.panoloop.render_multicam)
     scene.frame_end = {frames}
@@ -370,4 +370,4 @@ def test_operators_run_blocking_in_background_mode(blender_out: Path, tmp_path: 
     assert len(list((multicam / "renders" / "Camera").glob("*.png"))) == LOOP_FRAMES
     assert (multicam / "contact_sheet.png").is_file()
     assert (vr / "panorama" / "webxr" / "index.html").is_file()
-    assert (vr / "scene_360_TB" / "scene_360_TB.mp4").is_file()
+    assert (vr / "scene.glb").is_file() and not (vr / "scene_360_TB").exists()
