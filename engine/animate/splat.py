@@ -212,7 +212,7 @@ def _sample(source, y, x, c, height, width):
 
 
 @njit(parallel=True, **_FAST)
-def _resolve(source, original, amplitude, motion, y0, y1, fy, x0, x1, fx, acc, out, top):
+def _resolve(source, pinned, amplitude, motion, y0, y1, fy, x0, x1, fx, acc, out, top):
     """Divide the sums by their weights, fill holes, copy pinned pixels; clears ``acc``.
 
     A hole samples the source backwards along its own displacement. ``top`` > 0 means
@@ -226,7 +226,7 @@ def _resolve(source, original, amplitude, motion, y0, y1, fy, x0, x1, fx, acc, o
             a = amplitude[i, j]
             if a == 0.0:
                 for c in range(3):
-                    out[i, j, c] = original[i, j, c]
+                    out[i, j, c] = pinned[i, j, c]
                 continue
             weight = acc[i, j, 3]
             if weight > HOLE_WEIGHT:
@@ -299,6 +299,9 @@ class SoftmaxSplatter:
             np.concatenate([self.source * self.zweight[..., None], self.zweight[..., None]], axis=2)
         )
         self.top = float(np.iinfo(image.dtype).max) if image.dtype.kind in "iu" else 0.0
+        # Integer frames are resolved into float32 (exact for 8- and 16-bit values, so
+        # pinned pixels stay bit-identical) and cast after: one compiled kernel for all.
+        self._resolved = None if self.top == 0 else np.empty((height, width, 3), np.float32)
         self.acc = np.zeros((height, width, 4), dtype=np.float32)
         self.edges = row_bands(height, max_row_shift, ROW_BANDS)
 
@@ -312,7 +315,11 @@ class SoftmaxSplatter:
             out = np.empty_like(self.original)
         args = (self.amplitude, motion, self.y0, self.y1, self.fy, self.x0, self.x1, self.fx)
         _splat(self.zsource, *args, self.edges, self.acc)
-        _resolve(self.source, self.original, *args, self.acc, out, self.top)
+        if self._resolved is None:
+            _resolve(self.source, self.source, *args, self.acc, out, self.top)
+        else:
+            _resolve(self.source, self.source, *args, self.acc, self._resolved, self.top)
+            np.copyto(out, self._resolved, casting="unsafe")
         return out
 
 
