@@ -138,7 +138,12 @@ class LoopRenderer:
     """
 
     def __init__(
-        self, image: np.ndarray, volume: SpectralVolume, frames: int, strength: float = 1.0
+        self,
+        image: np.ndarray,
+        volume: SpectralVolume,
+        frames: int,
+        strength: float = 1.0,
+        threads: int | None = None,
     ):
         height, width = image.shape[:2]
         if volume.image_shape != (height, width):
@@ -152,7 +157,9 @@ class LoopRenderer:
         # Softmax weight and row-band size need the whole loop's motion (coarse, cheap).
         mean_motion, max_row_shift = loop_motion_statistics(self.texture)
         max_row_shift *= float(volume.amplitude.max(initial=0.0))
-        self.splatter = SoftmaxSplatter(image, volume.amplitude, mean_motion, max_row_shift)
+        self.splatter = SoftmaxSplatter(
+            image, volume.amplitude, mean_motion, max_row_shift, threads=threads
+        )
         self._motion = np.empty(self.texture.shape, dtype=np.float32)
 
     def frame(self, t: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -177,10 +184,14 @@ def loop_motion_statistics(texture: MotionTexture) -> tuple[np.ndarray, float]:
 
 
 def render_loop(
-    image: np.ndarray, volume: SpectralVolume, frames: int, strength: float = 1.0
+    image: np.ndarray,
+    volume: SpectralVolume,
+    frames: int,
+    strength: float = 1.0,
+    threads: int | None = None,
 ) -> list[np.ndarray]:
     """All frames of the loop in memory (library use and tests; frame 0 is not repeated)."""
-    return list(LoopRenderer(image, check_volume(volume), frames, strength))
+    return list(LoopRenderer(image, check_volume(volume), frames, strength, threads))
 
 
 # --------------------------------------------------------------------------- the job

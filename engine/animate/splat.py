@@ -11,17 +11,22 @@ exactly 0 are *pinned*: they are copied bit for bit from the input in every fram
 
 Speed: the motion arrives on a coarse grid and is interpolated per pixel inside the
 kernel (wrapping in longitude), so no full-resolution field is ever built; the kernels
-run in parallel over bands of rows in two phases (even bands, then odd bands) with
-bands taller than twice the largest vertical displacement, so no two threads write the
-same pixel and the sums are added in the same order every run (deterministic frames).
+are compiled numba functions that release the GIL, run by a small thread pool over
+bands of rows in two phases (even bands, then odd bands) with bands taller than twice
+the largest vertical displacement, so no two threads write the same pixel and the sums
+are added in the same order every run, whatever the thread count (deterministic
+frames). Plain threads rather than numba's ``parallel=True`` keep the first compile
+short (the kernels are cached on disk after it).
 """
 
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 #: Softmax weight z = exp(β · m / m_max): the strongest mover outweighs a still-ish
 #: neighbour by e^8 ≈ 3000, without overflowing float32 with HDR values up to 65504.
@@ -70,7 +75,7 @@ def upsample_grid(field: np.ndarray, height: int, width: int) -> np.ndarray:
 # --------------------------------------------------------------------------- kernels
 
 
-@njit(inline="always")
+@njit(cache=True)
 def _floor(x):
     """floor() as an int without a libm call (truncate, then step down for negatives)."""
     i = np.int64(x)
@@ -79,7 +84,7 @@ def _floor(x):
     return i
 
 
-@njit(inline="always")
+@njit(cache=True)
 def _wrap_column(x: int, width: int) -> int:
     while x < 0:
         x += width
@@ -88,7 +93,7 @@ def _wrap_column(x: int, width: int) -> int:
     return x
 
 
-@njit(inline="always")
+@njit(cache=True)
 def _target(row: int, col: int, height: int, width: int) -> tuple[int, int]:
     """Continue a pixel index over the poles (half a revolution) and across the seam."""
     if row < 0:
@@ -103,10 +108,16 @@ def _target(row: int, col: int, height: int, width: int) -> tuple[int, int]:
 
 #: Kernel options: float32 arithmetic may be reassociated and no Python division checks;
 #: one compiled binary still adds in one fixed order, so frames stay reproducible.
-_FAST = {"cache": True, "fastmath": True, "error_model": "numpy", "boundscheck": False}
+_FAST = {
+    "cache": True,
+    "nogil": True,
+    "fastmath": True,
+    "error_model": "numpy",
+    "boundscheck": False,
+}
 
 
-@njit(inline="always")
+@njit(cache=True)
 def _blend_rows(motion, ya, yb, wy, line):
     """Interpolate the coarse motion between coarse rows ya and yb into ``line`` (2, w)."""
     for k in range(motion.shape[2]):
@@ -115,7 +126,7 @@ def _blend_rows(motion, ya, yb, wy, line):
             line[c, k] = top + wy * (motion[c, yb, k] - top)
 
 
-@njit(inline="always")
+@njit(cache=True)
 def _add(acc, row, col, height, width, share, r, g, b, z):
     """Add a bilinear ``share`` of a z-weighted colour, continuing over poles and seam."""
     row, col = _target(row, col, height, width)
@@ -180,21 +191,7 @@ def _splat_rows(zsource, amplitude, motion, y0, y1, fy, x0, x1, fx, start, stop,
                 _add(acc, iy + 1, ix + 1, height, width, s11, r, g, b, z)
 
 
-@njit(parallel=True, **_FAST)
-def _splat(zsource, amplitude, motion, y0, y1, fy, x0, x1, fx, edges, acc):
-    bands = len(edges) - 1
-    for phase in range(2):
-        count = (bands - phase + 1) // 2
-        for n in prange(count):
-            band = 2 * n + phase
-            line = np.empty((2, motion.shape[2]), dtype=np.float32)
-            _splat_rows(
-                zsource, amplitude, motion, y0, y1, fy, x0, x1, fx,
-                edges[band], edges[band + 1], acc, line,
-            )  # fmt: skip
-
-
-@njit(inline="always")
+@njit(cache=True)
 def _sample(source, y, x, c, height, width):
     """Bilinear sample of channel c at continuous pixel-index position (y, x), spherical."""
     iy = _floor(y)
@@ -211,16 +208,18 @@ def _sample(source, y, x, c, height, width):
     )
 
 
-@njit(parallel=True, **_FAST)
-def _resolve(source, pinned, amplitude, motion, y0, y1, fy, x0, x1, fx, acc, out, top):
-    """Divide the sums by their weights, fill holes, copy pinned pixels; clears ``acc``.
+@njit(**_FAST)
+def _resolve_rows(
+    source, pinned, amplitude, motion, y0, y1, fy, x0, x1, fx, start, stop, acc, out, top, line
+):
+    """Rows [start, stop): divide the sums by their weights, fill holes, copy pinned
+    pixels; clears ``acc`` for the next frame.
 
     A hole samples the source backwards along its own displacement. ``top`` > 0 means
     integer output in [0, top] (rounded); 0 means float output.
     """
     height, width = amplitude.shape
-    for i in prange(height):
-        line = np.empty((2, motion.shape[2]), dtype=np.float32)
+    for i in range(start, stop):
         blended = False
         for j in range(width):
             a = amplitude[i, j]
@@ -279,6 +278,7 @@ class SoftmaxSplatter:
         amplitude: np.ndarray,
         mean_motion: np.ndarray,
         max_row_shift: float,
+        threads: int | None = None,
     ) -> None:
         height, width = image.shape[:2]
         if amplitude.shape != (height, width):
@@ -304,6 +304,16 @@ class SoftmaxSplatter:
         self._resolved = None if self.top == 0 else np.empty((height, width, 3), np.float32)
         self.acc = np.zeros((height, width, 4), dtype=np.float32)
         self.edges = row_bands(height, max_row_shift, ROW_BANDS)
+        self.threads = max(1, threads or default_threads())
+        self._lines = [np.empty((2, w), np.float32) for _ in range(len(self.edges))]
+
+    def _run(self, work, items: list) -> None:
+        if self.threads == 1 or len(items) == 1:
+            for item in items:
+                work(item)
+        else:
+            # list() waits for every band and re-raises the first error.
+            list(_pool(self.threads).map(work, items))
 
     def render(self, motion: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """One frame moved by ``motion`` (2, h, w) float32 in pixels (d_col, d_row)."""
@@ -313,14 +323,46 @@ class SoftmaxSplatter:
             )
         if out is None:
             out = np.empty_like(self.original)
-        args = (self.amplitude, motion, self.y0, self.y1, self.fy, self.x0, self.x1, self.fx)
-        _splat(self.zsource, *args, self.edges, self.acc)
-        if self._resolved is None:
-            _resolve(self.source, self.source, *args, self.acc, out, self.top)
-        else:
-            _resolve(self.source, self.source, *args, self.acc, self._resolved, self.top)
+        tables = (self.y0, self.y1, self.fy, self.x0, self.x1, self.fx)
+        target = out if self._resolved is None else self._resolved
+        bands = list(zip(self.edges[:-1], self.edges[1:], self._lines, strict=False))
+
+        def splat(band):
+            start, stop, line = band
+            _splat_rows(self.zsource, self.amplitude, motion, *tables, start, stop, self.acc, line)
+
+        def resolve(band):
+            start, stop, line = band
+            _resolve_rows(
+                self.source, self.source, self.amplitude, motion, *tables,
+                start, stop, self.acc, target, self.top, line,
+            )  # fmt: skip
+
+        # Even bands, then odd bands: same-phase bands never share a target row.
+        self._run(splat, bands[0::2])
+        self._run(splat, bands[1::2])
+        self._run(resolve, bands)
+        if self._resolved is not None:
             np.copyto(out, self._resolved, casting="unsafe")
         return out
+
+
+def default_threads() -> int:
+    """Cores this process may use (``PANOLOOP_THREADS`` overrides)."""
+    override = os.environ.get("PANOLOOP_THREADS", "")
+    if override.isdigit() and int(override) > 0:
+        return int(override)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """One shared pool per thread count (the kernels release the GIL while they run)."""
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="panoloop-splat")
+    return _POOLS[threads]
 
 
 def row_bands(height: int, max_row_shift: float, wanted: int) -> np.ndarray:
