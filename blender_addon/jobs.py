@@ -74,10 +74,10 @@ def worker_job(
     job_dir: Path | None = None,
 ) -> Job:
     """A :class:`Job` running ``python -m engine worker`` on ``command argv``."""
+    python = engine_env.checked_engine_python()
     job_dir = job_dir or Path(tempfile.mkdtemp(prefix=f"{command}-", dir=engine_env.jobs_root()))
     job_file = job_dir / "job.json"
     job_file.write_text(json.dumps({"command": command, "argv": argv}, indent=2) + "\n")
-    python = engine_env.checked_engine_python()
     return Job(
         label=label,
         command=[str(python), "-m", "engine", "worker", "--job", str(job_file)],
@@ -163,6 +163,7 @@ def generate_job(scene: Any) -> Job:
             "pick a size preset or make Width twice Height",
         )
     frames = frame_count(settings.seconds, settings.fps)
+    engine_env.checked_engine_python()  # before any job folder is made
     local = model_is_local(model)
     online = bpy.app.online_access
     output = new_output_path(scene, "generate")

@@ -594,9 +594,7 @@ def scenario_generate(config: dict) -> dict:
     prefs.window_frames = 8
     prefs.schedule = "windows"
     prefs.vae_slicing = False  # engine generate: --vae-slicing fails on diffusers 0.42 (reported)
-    scene = bpy.context.scene
-    camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
-    scene.collection.objects.link(camera)
+    scene = bpy.context.scene  # the startup scene's "Camera" is the one camera in scope
     settings = scene.panoloop
     settings.mode = "PROMPT"
     settings.prompt = "a misty forest at dawn"
