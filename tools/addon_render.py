@@ -37,7 +37,7 @@ def build_scene(bpy, hdri: Path, outputs: Path):
     bsdf.inputs["Metallic"].default_value = 1.0
     bsdf.inputs["Roughness"].default_value = 0.04
     sphere.data.materials.append(chrome)
-    bpy.ops.mesh.primitive_monkey_add(size=1.3, location=(2.2, 1.4, 0.9), rotation=(0, 0, 2.4))
+    bpy.ops.mesh.primitive_monkey_add(size=1.3, location=(2.2, 1.4, 0.9), rotation=(0, 0, 0.9))
     monkey = bpy.context.object
     bpy.ops.object.shade_smooth()
     clay = bpy.data.materials.new("Clay")
@@ -51,9 +51,9 @@ def build_scene(bpy, hdri: Path, outputs: Path):
     scene.collection.objects.link(camera)
     scene.camera = camera
     scene.render.engine = "CYCLES"
-    scene.cycles.samples = 48
+    scene.cycles.samples = 64
     scene.cycles.use_denoising = False
-    scene.render.resolution_x, scene.render.resolution_y = 800, 450
+    scene.render.resolution_x, scene.render.resolution_y = 640, 360
     scene.render.image_settings.file_format = "PNG"
     prefs = bpy.context.preferences.addons[PACKAGE].preferences
     prefs.engine_python = sys.executable
