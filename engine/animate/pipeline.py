@@ -312,14 +312,32 @@ def animate_panorama(
     return req.out
 
 
+#: Frames being written in the background while the next ones render (EXR compression
+#: is single-threaded and releases the GIL, so it overlaps with rendering and encoding).
+WRITES_IN_FLIGHT = 2
+
+
 def _render_and_write(
     renderer: LoopRenderer, folder: Path, ctx: JobContext
 ) -> Iterator[np.ndarray]:
-    """Render each frame, write it, and yield its 8-bit preview to the encoder."""
-    for t in range(renderer.frames):
-        ctx.step("animate", t + 1, renderer.frames)
-        with ctx.timed("render"):
-            frame = renderer.frame(t)
+    """Render each frame, hand it to a writer thread, and yield its 8-bit preview.
+
+    ``write_frames`` times only the waits for the writers; every write has finished
+    (and any write error has been raised) before this generator ends.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending: list = []
+    with ThreadPoolExecutor(WRITES_IN_FLIGHT, thread_name_prefix="panoloop-write") as writers:
+        for t in range(renderer.frames):
+            ctx.step("animate", t + 1, renderer.frames)
+            with ctx.timed("render"):
+                frame = renderer.frame(t)
+            if len(pending) >= WRITES_IN_FLIGHT:
+                with ctx.timed("write_frames"):
+                    pending.pop(0).result()
+            pending.append(writers.submit(write_image, frame_path(folder, t, frame.dtype), frame))
+            yield to_display_uint8(frame)
         with ctx.timed("write_frames"):
-            write_image(frame_path(folder, t, frame.dtype), frame)
-        yield to_display_uint8(frame)
+            for future in pending:
+                future.result()
