@@ -305,7 +305,7 @@ class SoftmaxSplatter:
         self.acc = np.zeros((height, width, 4), dtype=np.float32)
         self.edges = row_bands(height, max_row_shift, ROW_BANDS)
         self.threads = max(1, threads or default_threads())
-        self._lines = [np.empty((2, w), np.float32) for _ in range(len(self.edges))]
+        self._lines = [np.empty((2, w), np.float32) for _ in range(len(self.edges) - 1)]
 
     def _run(self, work, items: list) -> None:
         if self.threads == 1 or len(items) == 1:
@@ -325,7 +325,7 @@ class SoftmaxSplatter:
             out = np.empty_like(self.original)
         tables = (self.y0, self.y1, self.fy, self.x0, self.x1, self.fx)
         target = out if self._resolved is None else self._resolved
-        bands = list(zip(self.edges[:-1], self.edges[1:], self._lines, strict=False))
+        bands = list(zip(self.edges[:-1], self.edges[1:], self._lines, strict=True))
 
         def splat(band):
             start, stop, line = band
