@@ -63,7 +63,7 @@ class PanoLoopPreferences(bpy.types.AddonPreferences):
         description="Keep model parts on the CPU until needed (less GPU memory, slower)",
     )
     vae_slicing: BoolProperty(
-        name="VAE Slicing", description="Decode frames one by one (less memory)", default=True
+        name="VAE Slicing", description="Decode frames one by one (less memory)", default=False
     )
     window_frames: IntProperty(
         name="Window Frames",

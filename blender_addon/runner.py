@@ -81,7 +81,7 @@ class Job:
         self.state = "RUNNING"
         self.stage, self.step, self.total = "starting", 0, 0
         self.message, self.fix = "", ""
-        #: Shown as the fix of an error the engine reported without one.
+        #: Shown as the fix of an error reported without one, or about being offline.
         self.fix_hint = ""
         self.result: Path | None = None
         self.exit_code: int | None = None
@@ -282,8 +282,8 @@ class Job:
             self._end("ERROR", str(exc), exc.fix)
 
     def _end(self, state: str, message: str, fix: str = "") -> None:
-        if state == "ERROR" and not fix:
-            fix = self.fix_hint
+        if state == "ERROR" and self.fix_hint and (not fix or "offline" in message):
+            fix = self.fix_hint  # the engine cannot know where Blender keeps the setting
         self.state, self.message, self.fix = state, message, fix
         if state in ("DONE", "CANCELLED"):
             shutil.rmtree(self.job_dir, ignore_errors=True)

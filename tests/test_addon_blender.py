@@ -157,6 +157,8 @@ def test_operator_errors_name_the_fix(installed):
     assert "Set Up Engine" in errors["no_engine"]
     assert "online access is off" in errors["setup_offline"]
     assert "Preferences > System > Network" in errors["setup_offline"]
+    assert "not-a-cached-model" in errors["offline_model"]
+    assert "Preferences > System > Network" in errors["offline_model"]
 
 
 def test_disabling_the_addon_unregisters_everything(installed):
@@ -385,6 +387,12 @@ def scenario_install(config: dict) -> dict:
         if not bpy.app.online_access
         else "online access is off Preferences > System > Network (online in this bpy: skipped)"
     )
+    # Offline (Blender's Online Access is off in the bpy module) and a hub id that is not
+    # cached: the engine refuses it before loading anything; the fix says where to go.
+    prefs.engine_python = sys.executable
+    prefs.model = "panoloop-tests/not-a-cached-model"
+    settings.mode = "PROMPT"
+    errors["offline_model"] = _error_of(bpy.ops.panoloop.generate_world)
     seen["errors"] = errors
 
     bpy.ops.preferences.addon_disable(module=PACKAGE)
@@ -593,7 +601,6 @@ def scenario_generate(config: dict) -> dict:
     prefs.device = "CPU"
     prefs.window_frames = 8
     prefs.schedule = "windows"
-    prefs.vae_slicing = False  # engine generate: --vae-slicing fails on diffusers 0.42 (reported)
     scene = bpy.context.scene  # the startup scene's "Camera" is the one camera in scope
     settings = scene.panoloop
     settings.mode = "PROMPT"
