@@ -142,11 +142,19 @@ def test_saved_motion_reproduces_the_frames_and_strength_zero_the_still(tmp_path
     assert main(["animate", str(small_exr), "--out", str(reused), "--motion", motion, *args]) == 0
     assert main(["animate", str(small_exr), "--out", str(calm), "--motion", motion,
                  "--strength", "0", *args]) == 0  # fmt: skip
+    # A mask limits a reused motion further: all black keeps everything still.
+    black = write_image(tmp_path / "black.png", np.zeros((128, 256, 3), np.uint8))
+    stilled = tmp_path / "stilled"
+    assert main(["animate", str(small_exr), "--out", str(stilled), "--motion", motion,
+                 "--mask", str(black), *args]) == 0  # fmt: skip
     assert read_manifest(reused)["motion_source"] == motion
     image = half_float(read_image(small_exr))
-    for a, b, c in zip(*(list_frames(d / "frames") for d in (first, reused, calm)), strict=True):
+    folders = (first, reused, calm, stilled)
+    for a, b, c, d in zip(*(list_frames(f / "frames") for f in folders), strict=True):
         np.testing.assert_array_equal(read_image(a), read_image(b))
         np.testing.assert_array_equal(read_image(c), image)
+        np.testing.assert_array_equal(read_image(d), image)
+    assert not np.array_equal(read_image(list_frames(first / "frames")[2]), image)
 
 
 # --------------------------------------------------------------------------- bad input
