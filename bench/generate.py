@@ -14,7 +14,7 @@
 3. On a CUDA machine, also time per step and peak VRAM at 1K, 2K and 4K widths with
    the full-size model in float16.
 
-Run: ``.venv/bin/python bench/generate.py [--skip-full] [--full-frames 2]``.
+Run: ``.venv/bin/python bench/generate.py [--parts work,tiny,full,cuda] [--full-frames 2]``.
 """
 
 from __future__ import annotations
@@ -272,7 +272,9 @@ def memory_rows(label: str, small: dict, large: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--skip-full", action="store_true", help="skip the full-size model")
+    parser.add_argument(
+        "--parts", default="work,tiny,full,cuda", help="comma-separated parts to run"
+    )
     parser.add_argument("--full-frames", type=int, default=2, help="frames per full-size call")
     parser.add_argument("--measure", choices=("tiny", "full"), help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -289,18 +291,21 @@ def main() -> int:
         measure(args)
         return 0
 
-    work_table()
+    parts = set(args.parts.split(","))
+    if "work" in parts:
+        work_table()
 
     from tiny_models import build_tiny_animatediff
 
     print("2. Peak memory (RSS) at 4× the width; baseline: the same model at 1×")
-    with tempfile.TemporaryDirectory() as tmp:
-        model = str(build_tiny_animatediff(Path(tmp) / "tiny"))
-        tiny = [
-            child("--measure", "tiny", "--model", model, "--width", str(w)) for w in (256, 1024)
-        ]
-    memory_rows("tiny AnimateDiff,", *tiny)
-    if not args.skip_full:
+    if "tiny" in parts:
+        with tempfile.TemporaryDirectory() as tmp:
+            model = str(build_tiny_animatediff(Path(tmp) / "tiny"))
+            tiny = [
+                child("--measure", "tiny", "--model", model, "--width", str(w)) for w in (256, 1024)
+            ]
+        memory_rows("tiny AnimateDiff,", *tiny)
+    if "full" in parts:
         n = str(args.full_frames)
         full = [
             child(
@@ -323,7 +328,9 @@ def main() -> int:
 
     import torch
 
-    if torch.cuda.is_available():
+    if "cuda" not in parts:
+        pass
+    elif torch.cuda.is_available():
         print(
             "3. CUDA, full-size AnimateDiff float16, 16-frame windows, 2 steps of shifted windows"
         )
