@@ -187,6 +187,7 @@ def bad_inputs(tmp_path, small_exr):
         "frames not whole": ([pano, "--seconds", "1.5", "--fps", "5"], "7.5 frames"),
         "strength < 0": ([pano, "--strength", "-0.5"], "got -0.5"),
         "strength NaN": ([pano, "--strength", "nan"], "got nan"),
+        "strength huge": ([pano, "--strength", "1e30"], "got 1e+30"),
         "seed < 0": ([pano, "--seed", "-2"], "got -2"),
         "too few frames": ([pano, "--seconds", "0.25", "--fps", "8"], "got seconds × fps = 2"),
         "output exists": ([pano], str(exists)),

@@ -118,6 +118,9 @@ def test_bad_npz_files_are_refused_naming_the_file(tmp_path):
         _npz(tmp_path, "freq.npz", **{**base, "frequencies": np.zeros(K, np.int64)}): "distinct",
         _npz(tmp_path, "amp.npz", **{**base, "amplitude": -good.amplitude}): "amplitude",
         _npz(tmp_path, "fmt.npz", **{**base, "format": np.int64(7)}): "format",
+        _npz(
+            tmp_path, "huge.npz", **{**base, "coefficients_real": np.full_like(nan, 1e30)}
+        ): "half turn",
     }
     for path, words in cases.items():
         with pytest.raises(BadInput) as info:
@@ -235,3 +238,9 @@ def test_row_bands_are_tall_enough_for_the_motion():
     assert edges[0] == 0 and edges[-1] == 1024
     assert np.diff(edges).min() >= 2 * (10 + 2)
     assert len(row_bands(64, 100.0, 8)) == 2  # one band when motion is too large
+
+
+def test_huge_displacements_stay_inside_the_panorama():
+    out = _one_pixel_splat(8, 5, -3.3e4, 2.2e5)
+    assert np.all(np.isfinite(out)) and out.max() <= 101.0
+    assert np.isclose(out[..., 0], 101.0).sum() <= 4  # the bright pixel landed somewhere once

@@ -37,6 +37,8 @@ from .splat import SoftmaxSplatter
 
 #: The motion used is always saved next to the frames, so it can be reused or edited.
 MOTION_NAME = "motion.npz"
+#: Largest motion strength: 100× the prior's calm motion already tears the image apart.
+MAX_STRENGTH = 100.0
 #: Fewest frames of a loop that can move (one cycle needs more than 2 samples).
 MIN_FRAMES = 3
 
@@ -65,9 +67,11 @@ def frame_count(seconds: float, fps: float) -> int:
 
 
 def check_strength(strength: float) -> float:
-    """Motion strength: a finite number ≥ 0 (0 = the still image)."""
+    """Motion strength: a number in [0, MAX_STRENGTH] (0 = the still image)."""
     if not math.isfinite(strength) or strength < 0:
         raise BadInput(f"strength must be a finite number >= 0, got {strength}")
+    if strength > MAX_STRENGTH:
+        raise BadInput(f"strength must be at most {MAX_STRENGTH:g}, got {strength}")
     return float(strength)
 
 

@@ -36,6 +36,9 @@ from ..errors import BadInput
 K = 16
 #: GID normalisation: per frequency, divide by this percentile of the magnitudes.
 NORMALIZE_PERCENTILE = 95.0
+#: Largest coefficient magnitude accepted, radians: half a turn is already far beyond
+#: any natural motion; the limit keeps every target pixel index finite.
+MAX_COEFFICIENT = math.pi
 #: Version of the ``.npz`` layout written by :func:`save_volume`.
 NPZ_FORMAT = 1
 NPZ_KEYS = ("format", "coefficients_real", "coefficients_imag", "frequencies", "amplitude")
@@ -96,6 +99,12 @@ def check_volume(volume: SpectralVolume, what: object = "spectral volume") -> Sp
         raise BadInput(f"{what}: amplitude must be a 2:1 (H, W) map, got shape {a.shape}")
     if not np.all(np.isfinite(c)):
         raise BadInput(f"{what}: coefficients contain NaN or infinity")
+    largest = float(np.abs(c).max(initial=0.0))
+    if largest > MAX_COEFFICIENT:
+        raise BadInput(
+            f"{what}: a coefficient of {largest:.3g} rad moves pixels by more than a half turn "
+            f"(limit {MAX_COEFFICIENT:.3g} rad)"
+        )
     if not np.all(np.isfinite(a)) or np.any(a < 0):
         raise BadInput(f"{what}: amplitude must be finite and >= 0")
     return volume

@@ -86,11 +86,9 @@ def _floor(x):
 
 @njit(cache=True)
 def _wrap_column(x: int, width: int) -> int:
-    while x < 0:
-        x += width
-    while x >= width:
-        x -= width
-    return x
+    if 0 <= x < width:
+        return x
+    return x % width  # Python's modulo: also right for negative columns
 
 
 @njit(cache=True)
