@@ -49,7 +49,7 @@ EXIT_GRACE_S = 5.0
 #: How much of the log a crash report quotes.
 LOG_TAIL_LINES = 12
 
-RUNNING_STATES = ("RUNNING", "CANCELLING", "APPLYING")
+RUNNING_STATES = ("RUNNING", "CANCELLING", "APPLYING", "CLEANING")
 
 
 class Job:
@@ -96,6 +96,7 @@ class Job:
         self._cancel_at: float | None = None
         self._log_file: Any = None
         self._applying: Iterator[None] | None = None
+        self._cleaning: tuple[threading.Thread, tuple[str, str, str]] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -141,7 +142,7 @@ class Job:
 
     def request_cancel(self) -> None:
         """Ask the worker to stop (it removes its temporary output itself)."""
-        if self.finished or self.state in ("CANCELLING", "APPLYING"):
+        if self.finished or self.state in ("CANCELLING", "APPLYING", "CLEANING"):
             return  # an output already written whole is applied, not thrown away
         self.state = "CANCELLING"
         self.stage = "cancelling"
@@ -152,6 +153,8 @@ class Job:
         """Drain pending events (within :data:`DRAIN_BUDGET_S`) and watch the process."""
         if self.state == "APPLYING":
             self._apply_step()
+        elif self.state == "CLEANING":
+            self._check_cleaned()
         else:
             self._drain(time.perf_counter())
 
@@ -167,19 +170,21 @@ class Job:
 
     def stop(self, timeout: float = KILL_GRACE_S) -> None:
         """Cancel and wait (blocking) until the worker has gone; used on file load/disable."""
-        if self.state == "APPLYING":  # the scene it was for is going away: keep the output
-            self._applying = None
-            self._end("DONE", f"finished: {self.result} (not applied: the file changed)")
-            return
         self.request_cancel()
         deadline = time.monotonic() + timeout
-        while not self.finished and time.monotonic() < deadline:
+        while self.state in ("RUNNING", "CANCELLING") and time.monotonic() < deadline:
             self.poll()
             time.sleep(0.02)
-        if not self.finished and self.proc is not None:
+        if self.state in ("RUNNING", "CANCELLING") and self.proc is not None:
             self.proc.kill()
             self.proc.wait()
             self._finish("CANCELLED", "cancelled; the engine was stopped")
+        if self.state == "APPLYING":  # the scene it was for is going away: keep the output
+            self._applying = None
+            self._end("DONE", f"finished: {self.result} (not applied: the file changed)")
+        if self.state == "CLEANING":
+            self._cleaning[0].join()
+            self._check_cleaned()
 
     # ------------------------------------------------------------------ internals
 
@@ -262,13 +267,26 @@ class Job:
                 pass  # broken pipe: the worker is gone either way
         if self._log_file is not None:
             self._log_file.close()
-        if state != "DONE":
-            remove_partial_outputs(self.output)
+        if state != "DONE" and self.output is not None:
+            # Deleting a killed worker's frames is disk work that can take longer than a
+            # tick: a thread does it (no bpy there); the job ends once it is gone.
+            thread = threading.Thread(target=remove_partial_outputs, args=(self.output,))
+            thread.start()
+            self._cleaning = (thread, (state, message, fix))
+            self.state, self.stage = "CLEANING", "cleaning up"
+            return
         if state == "DONE" and self.on_done is not None:
             self.state, self.stage, self.message = "APPLYING", "applying", message
             self._applying = self.on_done(self)
             return
         self._end(state, message, fix)
+
+    def _check_cleaned(self) -> None:
+        assert self._cleaning is not None
+        thread, ending = self._cleaning
+        if not thread.is_alive():
+            self._cleaning = None
+            self._end(*ending)
 
     def _apply_step(self) -> None:
         assert self._applying is not None
