@@ -204,3 +204,12 @@ def _window():
     from engine.generate.schedule import WindowGrid
 
     return WindowGrid((4, 8, 8), 2)
+
+
+def test_vae_slicing_option_loads_and_slices_the_vae(tiny_model):
+    from engine.generate.backends import inspect_model, load_animatediff
+
+    sliced = load_animatediff(
+        inspect_model(str(tiny_model)), window_frames=4, device="cpu", vae_slicing=True
+    )
+    assert sliced.pipe.vae.use_slicing

@@ -392,7 +392,8 @@ def load_animatediff(
         ) from None
     pipe.set_progress_bar_config(disable=True)
     if vae_slicing:
-        pipe.enable_vae_slicing()
+        # diffusers 0.42 dropped the pipeline-level switch; the VAE keeps its own.
+        pipe.vae.enable_slicing()
     backend_offloaded = False
     if cpu_offload and device.startswith("cuda"):
         pipe.enable_model_cpu_offload()
