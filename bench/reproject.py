@@ -60,8 +60,9 @@ def run_ours(images: list[np.ndarray]) -> float:
     start = time.perf_counter()
     cameras = [blender_camera(y, p) for y, p in VIEWS]
     maps = [camera_map(c, WIDTH, HEIGHT) for c in cameras]
+    padded = None
     for image in images:
-        padded = pad_equirect(image)
+        padded = pad_equirect(image, out=padded)
         for smap in maps:
             remap_equirect(padded, smap, padded=True)
     return time.perf_counter() - start

@@ -78,32 +78,38 @@ def equirect_directions(width: int, height: int) -> np.ndarray:
 # --------------------------------------------------------------------------- sampling maps
 
 
-def pad_equirect(image: np.ndarray, pad: int = PAD) -> np.ndarray:
+def pad_equirect(image: np.ndarray, pad: int = PAD, out: np.ndarray | None = None) -> np.ndarray:
     """Surround an equirect (H, W, …) with ``pad`` pixels of spherical context.
 
     Left/right: wrapped columns (the 360° seam). Above the top row: rows 0, 1, … mirrored
     and turned half a revolution (continuing over the pole); likewise below the bottom.
+    ``out`` (shape (H + 2·pad, W + 2·pad, …), same dtype) is filled and returned instead of
+    a new array: reusing one buffer for every frame of a video saves an allocation and
+    its page faults per frame.
     """
     height, width = image.shape[:2]
     if width % 2:
         raise ValueError(f"equirect width must be even to continue over the poles, got {width}")
     if pad == 0:
         return image
-    # Wrap all four sides in C, then replace the top and bottom bands: beyond a pole the
-    # sphere continues with the rows nearest that pole, half a revolution round.
-    out = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_WRAP)
-    if out.ndim == 2 and image.ndim == 3:
-        out = out[:, :, None]
+    shape = (height + 2 * pad, width + 2 * pad) + image.shape[2:]
+    if out is None or out.shape != shape or out.dtype != image.dtype:
+        out = np.empty(shape, dtype=image.dtype)
+    out[pad : pad + height, pad : pad + width] = image
+    # Beyond a pole the sphere continues with the rows nearest that pole, half a turn round.
+    half = width // 2
     for k in range(pad):
-        out[pad - 1 - k] = _wrapped_row(np.roll(image[k], width // 2, axis=0), pad)
-        out[height + pad + k] = _wrapped_row(
-            np.roll(image[height - 1 - k], width // 2, axis=0), pad
-        )
+        _fill_rolled_row(out[pad - 1 - k, pad : pad + width], image[k], half)
+        _fill_rolled_row(out[height + pad + k, pad : pad + width], image[height - 1 - k], half)
+    # Then every row, the pole bands included, wraps around the 360° seam.
+    out[:, :pad] = out[:, width : width + pad]
+    out[:, width + pad :] = out[:, pad : 2 * pad]
     return out
 
 
-def _wrapped_row(row: np.ndarray, pad: int) -> np.ndarray:
-    return np.concatenate([row[-pad:], row, row[:pad]], axis=0)
+def _fill_rolled_row(target: np.ndarray, row: np.ndarray, half: int) -> None:
+    target[:half] = row[half:]
+    target[half:] = row[:half]
 
 
 @dataclass(frozen=True)
@@ -179,7 +185,9 @@ def camera_map(
     camera: BlenderCamera, width: int, height: int, interpolation: Interpolation = "linear"
 ) -> SamplingMap:
     """The sampling map that renders ``camera`` (perspective) from a W×H equirect."""
-    return sampling_map(camera.pixel_rays(normalize=False), width, height, interpolation)
+    # float32 directions are plenty (about 1e-4 px at 8K) and halve the map's build time.
+    rays = camera.pixel_rays(normalize=False, dtype=np.float32)
+    return sampling_map(rays, width, height, interpolation)
 
 
 def equirect_to_camera(

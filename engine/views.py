@@ -86,6 +86,7 @@ def render_views(
             maps = {cam.name: camera_map(cam, width, height, interpolation) for cam in cameras}
         for cam in cameras:
             (tmp / cam.name).mkdir()
+        padded = None  # one padded buffer, reused for every frame
         with ctx.timed("render"):
             for index, (number, path) in enumerate(zip(numbers, source.frames, strict=True)):
                 ctx.step("views", index + 1, len(source.frames))
@@ -95,7 +96,7 @@ def render_views(
                         f"frame {path} is {frame.shape[1]}x{frame.shape[0]} {frame.dtype}; "
                         f"the first frame is {width}x{height} {first.dtype}"
                     )
-                padded = pad_equirect(frame)
+                padded = pad_equirect(frame, out=padded)
                 for cam in cameras:
                     view = remap_equirect(padded, maps[cam.name], padded=True)
                     write_image(frame_path(tmp / cam.name, number, view.dtype), view)
