@@ -26,7 +26,6 @@ COMMANDS = {
     "generate": "engine.generate.command",
     "export": "engine.export.command",
     "worker": "engine.worker",
-    "demo": "engine.demo",
 }
 
 

@@ -37,7 +37,7 @@ def small_panorama(tmp_path: Path, hdri: Path, width: int = 256) -> Path:
 def test_help_lists_every_subcommand():
     result = run_cli("--help")
     assert result.returncode == 0
-    for command in ("views",):
+    for command in ("views", "animate", "generate", "export", "multicam", "worker"):
         assert command in result.stdout
 
 
