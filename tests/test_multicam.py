@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import camera_dict
 
 from engine.cameras import BlenderCamera
 from engine.cli import main
@@ -35,22 +36,7 @@ def camera_entry(name: str, yaw_degrees: float, position=(0.0, 0.0, 0.0), **over
     matrix = np.eye(4)
     matrix[:3, :3] = np.stack([np.cross(forward, up), up, -forward], axis=1)
     matrix[:3, 3] = position
-    entry = {
-        "name": name,
-        "matrix_world": matrix.tolist(),
-        "lens": 20.0,
-        "sensor_width": 36.0,
-        "sensor_height": 24.0,
-        "sensor_fit": "AUTO",
-        "shift_x": 0.0,
-        "shift_y": 0.0,
-        "resolution_x": 64,
-        "resolution_y": 48,
-        "pixel_aspect_x": 1.0,
-        "pixel_aspect_y": 1.0,
-    }
-    entry.update(over)
-    return entry
+    return camera_dict(name, matrix_world=matrix.tolist(), **{"lens": 20.0, **over})
 
 
 @pytest.fixture(scope="module")
