@@ -44,16 +44,22 @@ def bundled_hdri(name: str = "forest.exr") -> Path:
     return Path(bpy.utils.system_resource("DATAFILES", path="studiolights/world")) / name
 
 
-def setup_world_scene(hdri: Path) -> bpy.types.Scene:
-    """An empty scene whose World is the HDRI, rendered by Cycles at one centred sample."""
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    scene = bpy.context.scene
+def render_one_centred_sample(scene: bpy.types.Scene) -> None:
+    """Cycles on the CPU, one sample through each pixel centre, no denoising: a render
+    that is a plain texture lookup per pixel, comparable with our reprojection."""
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"
     scene.cycles.samples = 1
     scene.cycles.use_adaptive_sampling = False
     scene.cycles.use_denoising = False
     scene.cycles.filter_width = 0.01
+
+
+def setup_world_scene(hdri: Path) -> bpy.types.Scene:
+    """An empty scene whose World is the HDRI, rendered by Cycles at one centred sample."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    render_one_centred_sample(scene)
     scene.render.film_transparent = False
     scene.render.resolution_percentage = 100
     scene.render.image_settings.file_format = "OPEN_EXR"

@@ -37,19 +37,15 @@ SCENE_SCRIPT = textwrap.dedent(
     import json, math, sys
     from pathlib import Path
     import bpy
-    sys.path.insert(0, {repo!r})
+    sys.path[:0] = [{repo!r}, str(Path({repo!r}) / "tests")]
     from blender_addon import render
     from blender_addon.scene_io import write_cameras_json
+    from blender_reference_scene import render_one_centred_sample
 
     loop, out = Path({loop!r}), Path({out!r})
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
-    scene.render.engine = "CYCLES"
-    scene.cycles.device = "CPU"
-    scene.cycles.samples = 1
-    scene.cycles.use_adaptive_sampling = False
-    scene.cycles.use_denoising = False
-    scene.cycles.filter_width = 0.01
+    render_one_centred_sample(scene)
     scene.view_settings.view_transform = "Standard"
     scene.render.resolution_x, scene.render.resolution_y = 64, 48
     scene.render.resolution_percentage = 100
