@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import bpy
 
-from . import operators, panels
-from .blender_addon import preferences, properties, runner
+if __package__:
+    from . import operators, panels
+    from .blender_addon import preferences, properties, runner
 
-CLASSES = (
-    *properties.CLASSES,
-    *preferences.CLASSES,
-    *operators.CLASSES,
-    *panels.CLASSES,
-)
+    CLASSES = (
+        *properties.CLASSES,
+        *preferences.CLASSES,
+        *operators.CLASSES,
+        *panels.CLASSES,
+    )
+else:
+    # Imported as a lone file, not as the extension package: pytest does this to the
+    # root of a checkout whose folder name is no Python identifier (e.g. "panoloop-main").
+    # Blender always imports the extension as a package; there is nothing to register.
+    CLASSES = ()
 
 _keymaps: list[tuple[object, object]] = []
 
