@@ -66,17 +66,19 @@ def work_table() -> None:
     lat = [pixels_per_cell(sch.shifted_windows(s, window, grid), grid) for s in cycle]
     coarse = (grid[0], grid[1] // 2, grid[2] // 2)
     sphere = [pixels_per_cell(sphere_step_views(s, window, coarse), coarse) for s in range(4)]
+    blend = [pixels_per_cell(sch.blend_windows(s, window, grid), grid) for s in cycle]
     multi = pixels_per_cell(sch.multidiffusion_windows(window, grid, stride=8), grid)
     # The whole default plan, in full-canvas latent pixels per step.
     total = 0.0
     for stage in sch.plan_stages(STEPS, grid[1:], window):
         canvas = (grid[0], grid[1] // stage.scale, grid[2] // stage.scale)
         for i in range(stage.start, stage.stop):
-            views = (
-                sphere_step_views(i, window, canvas)
-                if stage.views == "sphere"
-                else sch.shifted_windows(i, window, canvas)
-            )
+            if stage.views == "sphere":
+                views = sphere_step_views(i, window, canvas)
+            elif stage.views == "blend":
+                views = sch.blend_windows(i, window, canvas)
+            else:
+                views = sch.shifted_windows(i, window, canvas)
             total += sum(v.pixels for v in views) / math.prod(grid)
     plan = total / STEPS
     print(
@@ -88,6 +90,7 @@ def work_table() -> None:
         ("shifted windows + latitude shift (max)", max(lat)),
         ("shifted windows + latitude shift (mean)", float(np.mean(lat))),
         ("sphere-view step on the 1/2 canvas*", float(np.mean(sphere))),
+        (f"blended tail step (mean; last {sch.BLEND_STEPS} steps)", float(np.mean(blend))),
         (f"whole default plan, {STEPS} steps (mean)**", plan),
         ("MultiDiffusion, stride 8 (baseline)", multi),
     ]

@@ -10,16 +10,23 @@ between neighbouring latent pixels and prints, as ratios to the interior:
 
 - **window borders**: columns, rows and frames on the fixed tiling's window borders;
 - **360° wrap**: column W−1 → column 0;
-- **loop point**: frame F−1 → frame 0.
+- **loop point**: frame F−1 → frame 0;
+- **worst anywhere**: the worst single column, row or frame (max over median), which
+  also catches borders of ours that do not sit on the fixed tiling's;
+- **pole rows**: the jumps next to the top and bottom latent row, apart (not judged):
+  no window border is fixed there, but sphere views sample the poles at their own
+  density, which the analytic field, tied to the pixel scale, reads as texture.
 
 Baseline: ``fixed`` — plain tiling that never moves (windows docked at 0, no wrap).
-Ours: ``dynamic`` (sphere views on a half canvas, shifted windows, ×2 refine) and
-``windows`` (offset-shifting windows only). Pass: every ratio of ours at those places
-≤ 1.1. Also printed, not part of the pass: the worst single column or frame anywhere
-(max over median): our own last steps' borders leave a small residue there, because
-the second-to-last step's window edges are healed by only one low-noise step.
+Reference: ``global`` — one window holding the whole latent, the exact sampler, which
+has no seams at all: its figures are the noise floor of the measure (the worst of 96
+positions of a finite sample is above 1 by chance).
+Ours: ``dynamic`` (sphere views on a half canvas, shifted windows, ×2 refine, blended
+tail) and ``windows`` (offset-shifting windows, blended tail); and, to show what the
+blended tail buys, ``dynamic`` without it. Pass: every judged ratio of ``dynamic``
+and ``windows`` ≤ 1.1.
 
-Run: ``.venv/bin/python bench/seams.py [--seeds 4] [--steps 25]``.
+Run: ``.venv/bin/python bench/seams.py [--seeds 8] [--steps 25]``.
 """
 
 from __future__ import annotations
@@ -53,12 +60,16 @@ def jump_energy(latent: torch.Tensor, dim: int, wrap: bool) -> torch.Tensor:
     return energy
 
 
-def seam_ratios(latents: list[torch.Tensor]) -> dict[str, float]:
-    """Border / wrap / loop gradient energy over the interior's, averaged over samples."""
+def seam_ratios(latents: list[torch.Tensor], periodic: bool = True) -> dict[str, float]:
+    """Border / wrap / loop gradient energy over the interior's, averaged over samples.
+
+    ``periodic=False`` for a sample that is not meant to wrap (the global reference):
+    its wrap and loop figures are NaN and left out of "worst anywhere".
+    """
     stacked = torch.stack(latents)  # (S, C, F, H, W)
-    cols = jump_energy(stacked, 4, wrap=True)
+    cols = jump_energy(stacked, 4, wrap=periodic)
     rows = jump_energy(stacked, 3, wrap=False)
-    frames = jump_energy(stacked, 2, wrap=True)
+    frames = jump_energy(stacked, 2, wrap=periodic)
     ratios = {}
     for name, energy, size in (("cols", cols, WINDOW[2]), ("rows", rows, WINDOW[1]),
                                ("frames", frames, WINDOW[0])):  # fmt: skip
@@ -70,16 +81,35 @@ def seam_ratios(latents: list[torch.Tensor]) -> dict[str, float]:
             ratios["360° wrap"] = float(energy[0] / interior)
         if name == "frames":
             ratios["loop point"] = float(energy[0] / interior)
-    # Not a window border of the fixed tiling, but of ours: the worst single position.
-    worst = max(
-        float(e[~torch.isnan(e)].max() / e[~torch.isnan(e)].median()) for e in (cols, frames)
-    )
-    ratios["worst anywhere"] = worst
+    # The pole rows (row 0 → 1 and H−2 → H−1) are no border of anyone's; they are shown
+    # apart, because sphere views sample the poles at their own density.
+    pole_rows = torch.tensor([1, len(rows) - 1])
+    away = rows.clone()
+    away[pole_rows] = float("nan")
+    ratios["worst anywhere"] = max(_worst(e) for e in (cols, away, frames))
+    ratios["pole rows"] = float(rows[pole_rows].max() / rows[~torch.isnan(rows)].median())
     return ratios
 
 
-def run_schedule(schedule: str, seeds: int, steps: int) -> tuple[dict[str, float], float]:
-    backend = GaussianFieldBackend(window=WINDOW, channels=CHANNELS)
+def _worst(energy: torch.Tensor) -> float:
+    """The largest entry over the median, NaNs left out."""
+    valid = energy[~torch.isnan(energy)]
+    return float(valid.max() / valid.median())
+
+
+#: name → (label, schedule, window, blend steps); "global" does not wrap (one window)
+RUNS = {
+    "fixed": ("fixed tiling (baseline)", "fixed", WINDOW, None),
+    "global": ("one global window (floor)*", "fixed", GRID, None),
+    "windows": ("ours: shifted windows", "windows", WINDOW, None),
+    "dynamic": ("ours: dynamic (default)", "dynamic", WINDOW, None),
+    "no tail": ("ours: dynamic, no blended tail", "dynamic", WINDOW, 0),
+}
+
+
+def run_schedule(run: str, seeds: int, steps: int) -> tuple[dict[str, float], float]:
+    _, schedule, window, blend_steps = RUNS[run]
+    backend = GaussianFieldBackend(window=window, channels=CHANNELS)
     frames, rows, cols = GRID
     latents = []
     start = time.perf_counter()
@@ -93,34 +123,43 @@ def run_schedule(schedule: str, seeds: int, steps: int) -> tuple[dict[str, float
             guidance=1.0,
             seed=seed,
             schedule=schedule,
+            blend_steps=blend_steps,
         )
         latents.append(sample_latent(backend, request, JobContext()).latent)
-    return seam_ratios(latents), time.perf_counter() - start
+    return seam_ratios(latents, periodic=run != "global"), time.perf_counter() - start
 
 
 def main() -> int:
     torch.set_num_threads(1)  # tiny tensors: threads only add contention
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--steps", type=int, default=25)
     args = parser.parse_args()
     print(
         f"Gaussian-field exact denoiser, latent {GRID} (frames, rows, cols) × {CHANNELS} "
         f"channels, window {WINDOW}, {args.steps} DDIM steps, {args.seeds} seeds"
     )
-    results = {name: run_schedule(name, args.seeds, args.steps) for name in
-               ("fixed", "windows", "dynamic")}  # fmt: skip
+    results = {run: run_schedule(run, args.seeds, args.steps) for run in RUNS}
     keys = list(results["fixed"][0])
-    print(f"{'seam / interior gradient energy':<34}" + "".join(f"{k:>14}" for k in keys))
-    for name, (ratios, seconds) in results.items():
-        label = {"fixed": "fixed tiling (baseline)", "windows": "ours: shifted windows",
-                 "dynamic": "ours: dynamic (default)"}[name]  # fmt: skip
-        print(f"{label:<34}" + "".join(f"{ratios[k]:>14.3f}" for k in keys) + f"   {seconds:.1f}s")
-    places = [k for k in keys if k != "worst anywhere"]
-    worst = max(results[n][0][k] for n in ("windows", "dynamic") for k in places)
+    print(f"{'seam / interior gradient energy':<34}" + "".join(f"{k:>15}" for k in keys))
+    for run, (ratios, seconds) in results.items():
+        label = RUNS[run][0]
+        cells = "".join(
+            f"{ratios[k]:>15.3f}" if ratios[k] == ratios[k] else f"{'—':>15}" for k in keys
+        )
+        print(f"{label:<34}{cells}   {seconds:.1f}s")
+    print(
+        "* the exact sampler, no seams by construction: its figures are the measure's noise "
+        "floor;\n  it is not periodic, so it has no wrap or loop figure"
+    )
+    judged = [k for k in keys if k != "pole rows"]
+    worst = max(results[n][0][k] for n in ("windows", "dynamic") for k in judged)
     base = min(results["fixed"][0][k] for k in ("border cols", "360° wrap", "loop point"))
     verdict = "PASS" if worst <= LIMIT else "FAIL"
-    print(f"{verdict}: worst ratio of ours {worst:.3f} (limit {LIMIT}); fixed tiling ≥ {base:.2f}")
+    print(
+        f"{verdict}: worst ratio of ours {worst:.3f} (limit {LIMIT}); fixed tiling ≥ {base:.2f}; "
+        f"exact global sampler's worst anywhere {results['global'][0]['worst anywhere']:.3f}"
+    )
     return 0 if worst <= LIMIT else 1
 
 

@@ -56,11 +56,13 @@ def window_view(
     size: tuple[int, int, int],
     grid: tuple[int, int, int],
     kind: str = "window",
+    write_rows: tuple[int, int] | None = None,
 ) -> View:
     """A rectangular window of ``size`` (frames, rows, cols) at (frame0, row0, col0).
 
     Frames and columns wrap modulo the latent ``grid`` (F, H, W); rows must lie inside
-    [0, H) (latitude does not wrap).
+    [0, H) (latitude does not wrap). ``write_rows`` (first, count), counted from the
+    window's top, limits the rows written back; the others are context only.
     """
     fw, h, w = size
     F, H, W = grid
@@ -70,7 +72,10 @@ def window_view(
     rows = row0 + np.arange(h)
     cols = (col0 + np.arange(w)) % W
     cells = (rows[:, None] * W + cols[None, :]).reshape(-1)
-    return View(frames, cells, np.ones(h * w, dtype=bool), h, w, kind)
+    first, count = write_rows if write_rows is not None else (0, h)
+    writes = (np.arange(h) >= first) & (np.arange(h) < first + count)
+    keep = np.repeat(writes, w)
+    return View(frames, cells, keep, h, w, kind)
 
 
 def nearest_view(
@@ -116,6 +121,24 @@ def scatter(latent: torch.Tensor, view: View, values: torch.Tensor) -> None:
     frames = torch.as_tensor(view.frames, device=latent.device)
     src = values.reshape(C, len(view.frames), -1)[:, :, keep].to(latent.dtype)
     flat[:, frames[:, None], cells[None, :]] = src
+
+
+def accumulate(
+    total: torch.Tensor,
+    weight: torch.Tensor,
+    view: View,
+    values: torch.Tensor,
+    weights: torch.Tensor,
+) -> None:
+    """Add ``weights`` × ``values`` (C, Fw, h, w) into ``total`` (C, F, H·W) and ``weights``
+    (Fw, h, w) into ``weight`` (F, H·W) at the view's cells, in place (for weighted means)."""
+    C, F, HW = total.shape
+    frames = torch.as_tensor(view.frames, device=total.device)
+    cells = torch.as_tensor(view.cells, device=total.device)
+    index = (frames[:, None] * HW + cells[None, :]).reshape(-1)
+    w = weights.reshape(-1).to(total.dtype)
+    total.view(C, F * HW).index_add_(1, index, values.reshape(C, -1).to(total.dtype) * w)
+    weight.view(F * HW).index_add_(0, index, w)
 
 
 def mark_written(written: torch.Tensor, view: View) -> None:

@@ -7,6 +7,9 @@ noise level and write the view's cells back. Views of one step may overlap (sphe
 views, wrapped windows, edge bands, camera views): a cell already written this step is
 pushed back one noise level with the exact forward-diffusion step before a later view
 reads it, and the last writer wins — never an average, so the noise stays Gaussian.
+The one exception is the blended tail (the last steps, nearly clean): there the clean
+estimates of two tilings half a window apart are averaged with border-tapered weights,
+so the borders of the second-to-last step are not left for one low-noise step to heal.
 
 Randomness comes only from one ``torch.Generator`` seeded with ``seed`` on the CPU:
 the same request gives the same latents. Cancellation is checked before every model
@@ -27,7 +30,7 @@ import torch.nn.functional as nnf
 from ..errors import BadInput
 from ..jobs import JobContext
 from . import schedule as sch
-from .ring import View, gather, gather_mask, mark_written, scatter
+from .ring import View, accumulate, gather, gather_mask, mark_written, scatter
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class GenerateRequest:
     sphere_longitudes: int = sch.SPHERE_LONGITUDES
     sphere_fov: float = sch.SPHERE_FOV
     sphere_poles: bool = True
+    blend_steps: int | None = None  # None: schedule.default_blend_steps(steps)
 
 
 @dataclass
@@ -115,7 +119,9 @@ def sample_latent(backend: Any, request: GenerateRequest, ctx: JobContext) -> Sa
         embeds = backend.encode_prompt(request.prompt, request.negative, request.guidance)
     # 3. Timesteps and the stage plan.
     timesteps = backend.timesteps(request.steps)
-    stages = sch.plan_stages(request.steps, (H, W), window, schedule=request.schedule)
+    stages = sch.plan_stages(
+        request.steps, (H, W), window, schedule=request.schedule, blend_steps=request.blend_steps
+    )
     # 4. Initial latents: unit Gaussian noise on the first stage's canvas.
     generator = torch.Generator("cpu").manual_seed(request.seed)
     scale = stages[0].scale
@@ -145,7 +151,10 @@ def sample_latent(backend: Any, request: GenerateRequest, ctx: JobContext) -> Sa
                 )
                 step = _StepState(backend, embeds, request.guidance, t, a_t, a_prev, generator, ctx)
                 views = _stage_views(stage, i, window, grid, request)
-                x, pixels = step.run(x, views, window, i, fill=stage.views == "sphere")
+                if stage.views == "blend":
+                    x, pixels = step.run_blended(x, views)
+                else:
+                    x, pixels = step.run(x, views, window, i, fill=stage.views == "sphere")
                 result.window_pixels.append(pixels / float(np.prod(grid)))
     result.latent = x
     return result
@@ -160,6 +169,9 @@ def _stage_views(
 ) -> list[View]:
     if stage.views == "fixed":
         views = sch.fixed_windows(window, grid)
+    elif stage.views == "blend":
+        # No camera views: their fixed outlines would be the one border left unhealed.
+        return sch.blend_windows(i, window, grid)
     elif stage.views == "sphere":
         views = sch.sphere_views(
             i,
@@ -206,16 +218,34 @@ class _StepState:
         return out, pixels
 
     def denoise_view(self, latent: torch.Tensor, written: torch.Tensor, view: View) -> int:
-        self.ctx.cancel.check()
         window = gather(latent, view)
         again = gather_mask(written, view)
         if bool(again.any()):
             window = torch.where(again.to(window.device), self.renoise(window), window)
-        eps = self.backend.predict_noise(window, self.t, self.embeds, self.guidance)
-        x0 = (window - (1 - self.a_t) ** 0.5 * eps) / self.a_t**0.5
+        x0, eps = self.predict(window)
         scatter(latent, view, self.a_prev**0.5 * x0 + (1 - self.a_prev) ** 0.5 * eps)
         mark_written(written, view)
         return view.pixels
+
+    def run_blended(self, x: torch.Tensor, views: list[View]) -> tuple[torch.Tensor, int]:
+        """One DDIM step from the border-tapered weighted mean of every view's clean
+        estimate (views read the step's input only, so none is re-noised)."""
+        C, F, H, W = x.shape
+        total = torch.zeros(C, F, H * W, dtype=x.dtype, device=x.device)
+        weight = torch.zeros(F, H * W, dtype=x.dtype, device=x.device)
+        for view in views:
+            x0, _ = self.predict(gather(x, view))
+            weights = torch.as_tensor(sch.blend_weights(view, (F, H, W)), device=x.device)
+            accumulate(total, weight, view, x0, weights)
+        x0 = (total / weight).view_as(x)
+        eps = (x - self.a_t**0.5 * x0) / (1 - self.a_t) ** 0.5
+        return self.a_prev**0.5 * x0 + (1 - self.a_prev) ** 0.5 * eps, sum(v.pixels for v in views)
+
+    def predict(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x̂₀, ε̂) for one window at this step's noise level; checks for cancellation."""
+        self.ctx.cancel.check()
+        eps = self.backend.predict_noise(window, self.t, self.embeds, self.guidance)
+        return (window - (1 - self.a_t) ** 0.5 * eps) / self.a_t**0.5, eps
 
     def renoise(self, window: torch.Tensor) -> torch.Tensor:
         """The exact forward step ᾱ_prev → ᾱ_t for cells already denoised this step."""

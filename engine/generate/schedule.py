@@ -7,9 +7,14 @@ DynamicScaler (arXiv 2412.11100) plus one of ours:
 - **Offset-shifting windows**: non-overlapping windows of the model's native size tile
   the ring; the whole grid moves every step through a cycle of offsets, so no window
   border stays in one place and every latent pixel is processed once per step.
-  Latitude does not wrap: the grid of row bands is shifted too and a thin edge band is
-  widened to half a window (an extra edge row), which costs ≤ 1.25 window pixels per
-  latent pixel.
+  Latitude does not wrap: the grid of row bands is shifted too; a thin edge band is
+  read through a window widened to half a window (an extra edge row, context only) but
+  writes back only its own rows, so its border stays on the shifted grid. That costs
+  ≤ 1.25 window pixels per latent pixel.
+- **Blended tail** (ours): in the last few steps no later step is left to heal a
+  border, so two tilings half a window apart are both denoised and their clean
+  estimates averaged with weights that fall to 1/n at each window's borders. Each
+  border of one tiling lies mid-window in the other. Twice the work, two steps.
 - **Sphere views** (Panoramic Projecting Denoise): perspective views of FOV 120° at
   several latitudes and both poles, rotating in longitude every step, gathered and
   scattered nearest-neighbour (see :func:`.ring.nearest_view`).
@@ -26,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -74,12 +80,23 @@ def step_offsets(step: int, window: WindowGrid) -> tuple[int, int, int]:
     )
 
 
-def row_bands(height: int, h: int, offset: int, align: int) -> list[tuple[int, int]]:
-    """Row bands (start, rows) covering [0, height) once, the grid shifted by ``offset``.
+class RowBand(NamedTuple):
+    """Latent rows ``[top, top + rows)`` go through the model; ``[write_top, write_top +
+    write_rows)`` of them are written back (fewer only for a widened edge band)."""
 
-    Bands are ``h`` rows except at the top and bottom edge (latitude does not wrap),
-    where a band thinner than half a window is widened to half a window toward the
-    interior; its overlap is re-noised by the sampler before it is read again.
+    top: int
+    rows: int
+    write_top: int
+    write_rows: int
+
+
+def row_bands(height: int, h: int, offset: int, align: int) -> list[RowBand]:
+    """Row bands writing [0, height) once, their borders on the grid shifted by ``offset``.
+
+    Bands are ``h`` rows except at the top and bottom edge (latitude does not wrap).
+    A band thinner than half a window is read through a window widened to half a
+    window toward the interior, for context; it writes back only its own rows. Widened
+    bands come first, so the rows they borrow are still untouched when they read them.
     """
     min_rows = min(height, max(align, math.ceil(h / 2 / align) * align))
     bands = []
@@ -88,19 +105,19 @@ def row_bands(height: int, h: int, offset: int, align: int) -> list[tuple[int, i
         top, bottom = max(0, start), min(height, start + h)
         rows = bottom - top
         if rows < min_rows:
-            top = min(top, height - min_rows)
-            rows = min_rows
-        bands.append((top, rows))
+            bands.append(RowBand(min(top, height - min_rows), min_rows, top, rows))
+        else:
+            bands.append(RowBand(top, rows, top, rows))
         start += h
-    return bands
+    return sorted(bands, key=lambda band: band.rows == band.write_rows)
 
 
-def fixed_row_bands(height: int, h: int) -> list[tuple[int, int]]:
+def fixed_row_bands(height: int, h: int) -> list[RowBand]:
     """Unshifted bands of ``h`` rows; the last one docks at the bottom edge."""
     starts = list(range(0, height - h + 1, h))
     if starts[-1] + h < height:
         starts.append(height - h)
-    return [(s, h) for s in starts]
+    return [RowBand(s, h, s, h) for s in starts]
 
 
 def shifted_windows(
@@ -112,16 +129,67 @@ def shifted_windows(
     When F or W is not a multiple of the window the last window wraps onto the first
     (the sampler re-noises the overlap before it is read).
     """
+    f_off, r_off, c_off = step_offsets(step, window)
+    return tiling((f_off, r_off if latitude_shift else 0, c_off), window, grid)
+
+
+def tiling(offsets: tuple[int, int, int], window: WindowGrid, grid: Grid) -> list[View]:
+    """The window tiling whose grid is shifted by ``offsets`` (frame, row, col)."""
     F, H, W = grid
     fw, h, w = window.size
-    f_off, r_off, c_off = step_offsets(step, window)
-    bands = row_bands(H, h, r_off if latitude_shift else 0, window.align)
+    f_off, r_off, c_off = offsets
     views = []
     for f0 in _wrapped_starts(F, fw, f_off):
-        for top, rows in bands:
+        for band in row_bands(H, h, r_off, window.align):
             for c0 in _wrapped_starts(W, w, c_off):
-                views.append(window_view(f0, top, c0, (fw, rows, w), grid))
+                views.append(
+                    window_view(
+                        f0,
+                        band.top,
+                        c0,
+                        (fw, band.rows, w),
+                        grid,
+                        write_rows=(band.write_top - band.top, band.write_rows),
+                    )  # fmt: skip
+                )
     return views
+
+
+def blend_windows(step: int, window: WindowGrid, grid: Grid) -> list[View]:
+    """The blended tail's views at ``step``: the shifted tiling and its twin, shifted by
+    half a window along frames, rows and columns (so each border of one lies mid-window
+    in the other)."""
+    fw, h, w = window.size
+    f_off, r_off, c_off = step_offsets(step, window)
+    half_h, half_w = (window.align * max(1, n // 2 // window.align) for n in (h, w))
+    twin = ((f_off + fw // 2) % fw, (r_off + half_h) % h, (c_off + half_w) % w)
+    return tiling((f_off, r_off, c_off), window, grid) + tiling(twin, window, grid)
+
+
+def blend_weights(view: View, grid: Grid) -> np.ndarray:
+    """Weights (Fw, h, w) of a view's clean estimate in the blended tail.
+
+    Along each axis a tent over pixel centres: the distance (k + ½) to a side that
+    borders another window, over n/2, capped at 1; so 1/n on a border pixel and about
+    1 mid-window. A side on the latitude edge (row 0 or H−1) borders no window, so the
+    tent stays flat toward it. Rows the view does not write get 0.
+    """
+    _, H, W = grid
+    rows = view.cells.reshape(view.height, view.width)[:, 0] // W
+    row_w = _tent(view.height, top_open=rows[0] == 0, bottom_open=rows[-1] == H - 1)
+    row_w = row_w * view.keep.reshape(view.height, view.width)[:, 0]
+    return (
+        _tent(len(view.frames))[:, None, None]
+        * row_w[None, :, None]
+        * _tent(view.width)[None, None, :]
+    )
+
+
+def _tent(n: int, top_open: bool = False, bottom_open: bool = False) -> np.ndarray:
+    k = np.arange(n) + 0.5
+    top = np.full(n, np.inf) if top_open else k
+    bottom = np.full(n, np.inf) if bottom_open else n - k
+    return np.minimum(np.minimum(top, bottom) / (n / 2), 1.0)
 
 
 def fixed_windows(window: WindowGrid, grid: Grid) -> list[View]:
@@ -130,9 +198,9 @@ def fixed_windows(window: WindowGrid, grid: Grid) -> list[View]:
     fw, h, w = window.size
     views = []
     for f0 in _docked_starts(F, fw):
-        for top, rows in fixed_row_bands(H, h):
+        for band in fixed_row_bands(H, h):
             for c0 in _docked_starts(W, w):
-                views.append(window_view(f0, top, c0, (fw, rows, w), grid))
+                views.append(window_view(f0, band.top, c0, (fw, band.rows, w), grid))
     return views
 
 
@@ -170,7 +238,7 @@ def fill_windows(step: int, window: WindowGrid, grid: Grid, written: np.ndarray)
     """
     views = []
     for view in shifted_windows(step, window, grid):
-        missing = ~written[view.frames][:, view.cells].all(axis=0)
+        missing = ~written[view.frames][:, view.cells].all(axis=0) & view.keep
         if missing.any():
             views.append(
                 View(view.frames, view.cells, missing, view.height, view.width, kind="fill")
@@ -269,7 +337,8 @@ class Stage:
     """A run of denoising steps ``[start, stop)`` (indices into the timesteps) on one canvas.
 
     ``views``: ``"sphere"`` (sphere views, then windows for any cell left unwritten),
-    ``"windows"`` (shifted windows) or ``"fixed"`` (the unshifted baseline).
+    ``"windows"`` (shifted windows), ``"blend"`` (the blended tail: two tilings half a
+    window apart, averaged) or ``"fixed"`` (the unshifted baseline).
     ``scale``: 1 for the output canvas, 2 for the half-size coarse canvas.
     """
 
@@ -287,6 +356,13 @@ class Stage:
 #: DynamicScaler: sphere views for ~15 of 48 steps; the refine pass restarts near there.
 SPHERE_FRACTION = 0.3
 RENOISE_FRACTION = 0.3
+#: Steps of the blended tail at the end of the output canvas (at most a fifth of them).
+BLEND_STEPS = 2
+
+
+def default_blend_steps(steps: int) -> int:
+    """How many final steps blend two tilings: ``BLEND_STEPS``, at most a fifth of them."""
+    return min(BLEND_STEPS, steps // 5)
 
 
 def plan_stages(
@@ -297,18 +373,22 @@ def plan_stages(
     schedule: str = "dynamic",
     sphere_fraction: float = SPHERE_FRACTION,
     renoise_fraction: float = RENOISE_FRACTION,
+    blend_steps: int | None = None,
 ) -> list[Stage]:
     """The stage plan for ``steps`` denoising steps on a latent of ``latent_hw`` (H, W).
 
     ``"dynamic"``: when the half-size canvas still holds a whole window, sphere views on
     it, shifted windows to the end, then ×2 upscale, re-noise and refine at full size
     (Global Motion Guidance); otherwise sphere views then shifted windows at full size.
-    ``"windows"``: shifted windows only. ``"fixed"``: the unshifted tiling baseline.
+    ``"windows"``: shifted windows only. Both end with ``blend_steps`` steps of the
+    blended tail on the output canvas (default :func:`default_blend_steps`).
+    ``"fixed"``: the unshifted tiling baseline.
     """
     if schedule == "fixed":
         return [Stage("fixed", "fixed", 0, steps)]
+    tail = default_blend_steps(steps) if blend_steps is None else max(0, min(blend_steps, steps))
     if schedule == "windows":
-        return [Stage("windows", "windows", 0, steps)]
+        return _with_tail([Stage("windows", "windows", 0, steps)], steps - tail)
     sphere_end = min(steps, max(1, round(steps * sphere_fraction)))
     H, W = latent_hw
     _, h, w = window.size
@@ -317,10 +397,21 @@ def plan_stages(
         stages = [Stage("sphere", "sphere", 0, sphere_end)]
         if sphere_end < steps:
             stages.append(Stage("windows", "windows", sphere_end, steps))
-        return stages
+        return _with_tail(stages, max(sphere_end, steps - tail))
     refine_start = min(steps - 1, max(1, round(steps * renoise_fraction)))
     return [
         Stage("sphere", "sphere", 0, sphere_end, scale=2),
         *([Stage("windows", "windows", sphere_end, steps, scale=2)] if sphere_end < steps else []),
-        Stage("refine", "windows", refine_start, steps, scale=1),
+        *_with_tail([Stage("refine", "windows", refine_start, steps)], steps - tail),
     ]
+
+
+def _with_tail(stages: list[Stage], blend_start: int) -> list[Stage]:
+    """Cut the last (shifted-window) stage at ``blend_start`` and blend from there on."""
+    last = stages[-1]
+    if last.views != "windows" or blend_start >= last.stop:
+        return stages
+    blend_start = max(blend_start, last.start)
+    head = [Stage(last.name, last.views, last.start, blend_start, last.scale)]
+    tail = Stage("blend", "blend", blend_start, last.stop, last.scale)
+    return stages[:-1] + [s for s in head if s.start < s.stop] + [tail]
