@@ -24,7 +24,11 @@ positions of a finite sample is above 1 by chance).
 Ours: ``dynamic`` (sphere views on a half canvas, shifted windows, ×2 refine, blended
 tail) and ``windows`` (offset-shifting windows, blended tail); and, to show what the
 blended tail buys, ``dynamic`` without it. Pass: every judged ratio of ``dynamic``
-and ``windows`` ≤ 1.1.
+and ``windows``, and of the camera outline, ≤ 1.1.
+
+With a camera (``--cameras``), the outline of the camera's picture is measured too:
+ours (the view widened by half the image, moving every step, first half of the steps)
+beside a camera view fixed on the picture in every step, as it was first built.
 
 Run: ``.venv/bin/python bench/seams.py [--seeds 8] [--steps 25]``.
 """
@@ -32,14 +36,18 @@ Run: ``.venv/bin/python bench/seams.py [--seeds 8] [--steps 25]``.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine.cameras import BlenderCamera  # noqa: E402
+from engine.generate import schedule as sch  # noqa: E402
 from engine.generate.analytic import GaussianFieldBackend  # noqa: E402
 from engine.generate.sampler import GenerateRequest, sample_latent  # noqa: E402
 from engine.jobs import JobContext  # noqa: E402
@@ -107,26 +115,72 @@ RUNS = {
 }
 
 
-def run_schedule(run: str, seeds: int, steps: int) -> tuple[dict[str, float], float]:
-    _, schedule, window, blend_steps = RUNS[run]
+#: name → (label, request fields): one camera looking at +Y, 45° square, on the default
+CAMERA_RUNS = {
+    "camera fixed": ("camera view fixed, every step", {"camera_margin": 0.0,
+                                                       "camera_fraction": 1.0}),
+    "camera ours": ("ours: dynamic + camera", {}),
+}  # fmt: skip
+
+
+def bench_camera() -> BlenderCamera:
+    """A 45°×45° camera at the origin looking along +Y (Blender rotation (90°, 0, 0)):
+    its picture covers about 8×8 latent cells at the horizon, one window."""
+    matrix = ((1, 0, 0, 0), (0, 0, -1, 0), (0, 1, 0, 0), (0, 0, 0, 1))
+    lens = 18.0 / math.tan(math.radians(22.5))
+    return BlenderCamera("bench", matrix, lens=lens, resolution_x=512, resolution_y=512)
+
+
+def sample_runs(
+    seeds: int, steps: int, schedule: str, window: tuple[int, int, int], **fields: object
+) -> list[torch.Tensor]:
+    """The clean latents of ``seeds`` samples of the default-sized ring."""
     backend = GaussianFieldBackend(window=window, channels=CHANNELS)
     frames, rows, cols = GRID
-    latents = []
+    common = dict(prompt="gaussian field", width=cols, height=rows, frames=frames,
+                  steps=steps, guidance=1.0, schedule=schedule)  # fmt: skip
+    return [
+        sample_latent(backend, GenerateRequest(**common, seed=seed, **fields), JobContext()).latent
+        for seed in range(seeds)
+    ]
+
+
+def run_schedule(run: str, seeds: int, steps: int) -> tuple[dict[str, float], float]:
+    _, schedule, window, blend_steps = RUNS[run]
     start = time.perf_counter()
-    for seed in range(seeds):
-        request = GenerateRequest(
-            prompt="gaussian field",
-            width=cols,
-            height=rows,
-            frames=frames,
-            steps=steps,
-            guidance=1.0,
-            seed=seed,
-            schedule=schedule,
-            blend_steps=blend_steps,
-        )
-        latents.append(sample_latent(backend, request, JobContext()).latent)
+    latents = sample_runs(seeds, steps, schedule, window, blend_steps=blend_steps)
     return seam_ratios(latents, periodic=run != "global"), time.perf_counter() - start
+
+
+def camera_outline(latents: list[torch.Tensor], camera: BlenderCamera) -> dict[str, float]:
+    """Gradient energy across each side of the camera picture's footprint (its bounding
+    box in the latent), over the median of all columns (rows) along the same rows (cols)."""
+    (view,) = sch.camera_views(0, sch.WindowGrid(WINDOW), GRID, [camera], margin=0.0)[:1]
+    footprint = np.zeros(GRID[1] * GRID[2], dtype=bool)
+    footprint[view.cells[view.keep]] = True
+    rows = np.nonzero(footprint.reshape(GRID[1:]).any(axis=1))[0]
+    cols = np.nonzero(footprint.reshape(GRID[1:]).any(axis=0))[0]
+    stacked = torch.stack(latents)  # (S, C, F, H, W)
+    across_cols = jump_energy(stacked[..., rows[0] : rows[-1] + 1, :], 4, wrap=True)
+    across_rows = jump_energy(stacked[..., cols[0] : cols[-1] + 1], 3, wrap=False)
+    col_median, row_median = across_cols.median(), across_rows[1:].median()
+    sides = {
+        "left": across_cols[cols[0]] / col_median,
+        "right": across_cols[(cols[-1] + 1) % GRID[2]] / col_median,
+        "top": across_rows[rows[0]] / row_median,
+        "bottom": across_rows[rows[-1] + 1] / row_median,
+    }
+    return {side: float(value) for side, value in sides.items()}
+
+
+def run_camera(run: str, seeds: int, steps: int) -> tuple[dict[str, float], float]:
+    _, fields = CAMERA_RUNS[run]
+    camera = bench_camera()
+    start = time.perf_counter()
+    latents = sample_runs(seeds, steps, "dynamic", WINDOW, cameras=(camera,), **fields)
+    ratios = camera_outline(latents, camera)
+    ratios["worst anywhere"] = seam_ratios(latents)["worst anywhere"]
+    return ratios, time.perf_counter() - start
 
 
 def main() -> int:
@@ -154,6 +208,13 @@ def main() -> int:
     )
     judged = [k for k in keys if k != "pole rows"]
     worst = max(results[n][0][k] for n in ("windows", "dynamic") for k in judged)
+    cameras = {run: run_camera(run, args.seeds, args.steps) for run in CAMERA_RUNS}
+    sides = list(cameras["camera ours"][0])
+    print(f"{'camera picture outline':<34}" + "".join(f"{k:>15}" for k in sides))
+    for run, (ratios, seconds) in cameras.items():
+        label = CAMERA_RUNS[run][0]
+        print(f"{label:<34}" + "".join(f"{ratios[k]:>15.3f}" for k in sides) + f"   {seconds:.1f}s")
+    worst = max(worst, *cameras["camera ours"][0].values())
     base = min(results["fixed"][0][k] for k in ("border cols", "360° wrap", "loop point"))
     verdict = "PASS" if worst <= LIMIT else "FAIL"
     print(

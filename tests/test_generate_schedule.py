@@ -194,9 +194,59 @@ def test_camera_view_is_centred_on_the_camera():
     rays = sch.camera_directions(cam, 8, 8)
     centre = rays[3:5, 3:5].mean(axis=(0, 1))
     assert np.allclose(centre / np.linalg.norm(centre), [0, 1, 0], atol=1e-9)
-    (view,) = sch.camera_views(0, sch.WindowGrid((4, 8, 8), 2), (4, 16, 32), [cam])
+    (view,) = sch.camera_views(0, sch.WindowGrid((4, 8, 8), 2), (4, 16, 32), [cam], margin=0)
     cols = view.cells.reshape(8, 8)[:, 3:5] % 32
     assert abs(cols.mean() - 32 * 0.25) < 1.5  # +Y sits at u = 0.25
+
+
+def _camera_45() -> BlenderCamera:
+    """45°×45° at the origin looking along +Y: about 8×8 cells of a 32×64 latent."""
+    matrix = ((1, 0, 0, 0), (0, 0, -1, 0), (0, 1, 0, 0), (0, 0, 0, 1))
+    lens = 18.0 / math.tan(math.radians(22.5))
+    return BlenderCamera("cam", matrix, lens=lens, resolution_x=512, resolution_y=512)
+
+
+def test_camera_view_holds_the_whole_picture_and_its_outline_moves():
+    cam, grid, window = _camera_45(), (4, 32, 64), sch.WindowGrid((4, 8, 8))
+
+    def footprint(step: int, margin: float) -> frozenset:
+        (view,) = sch.camera_views(step, window, grid, [cam], margin=margin)
+        return frozenset(view.cells[view.keep].tolist())
+
+    def box(cells: frozenset) -> tuple[int, int, int, int]:
+        rows, cols = [c // 64 for c in cells], [c % 64 for c in cells]
+        return min(rows), max(rows), min(cols), max(cols)
+
+    picture = footprint(0, 0.0)
+    assert len(picture) == 64  # 8×8 view pixels on 8×8 distinct cells at this scale
+    top, bottom, left, right = box(picture)
+    outlines = [box(footprint(step, sch.CAMERA_MARGIN)) for step in range(sch.OFFSET_CYCLE)]
+    for r0, r1, c0, c1 in outlines:  # the widened view always spans the whole picture
+        assert r0 <= top and r1 >= bottom and c0 <= left and c1 >= right
+    assert len(set(outlines)) >= 8  # and its edges keep moving
+    shifts = np.array([sch.camera_shift(s, 0.5) for s in range(sch.OFFSET_CYCLE)])
+    assert np.abs(shifts).max() == pytest.approx(0.25)  # within ±margin/2
+    assert sch.camera_steps(25) == 12 and sch.camera_steps(1) == 1
+
+
+def test_moving_camera_view_leaves_no_outline_where_a_fixed_one_does():
+    backend = GaussianFieldBackend(window=(4, 8, 8), channels=48)
+    cam = _camera_45()
+    common = dict(prompt="field", width=64, height=32, frames=4, steps=25, guidance=1.0,
+                  cameras=(cam,))  # fmt: skip
+    fixed = GenerateRequest(**common, camera_margin=0.0, camera_fraction=1.0)
+    ours = GenerateRequest(**common)
+    (view,) = sch.camera_views(0, sch.WindowGrid((4, 8, 8)), (4, 32, 64), [cam], margin=0.0)
+    rows = sorted({int(c) // 64 for c in view.cells})
+    cols = sorted({int(c) % 64 for c in view.cells})
+
+    def outline(latent: torch.Tensor) -> float:
+        band = latent[:, :, rows[0] : rows[-1] + 1]
+        jumps = (band - torch.roll(band, 1, dims=-1)).pow(2).mean(dim=(0, 1, 2))
+        return float(torch.stack([jumps[cols[0]], jumps[cols[-1] + 1]]).max() / jumps.median())
+
+    assert outline(sample_latent(backend, fixed, JobContext()).latent) > 1.3
+    assert outline(sample_latent(backend, ours, JobContext()).latent) < 1.12
 
 
 def test_stage_plan_is_coarse_to_fine_when_the_canvas_allows():

@@ -52,6 +52,8 @@ class GenerateRequest:
     sphere_fov: float = sch.SPHERE_FOV
     sphere_poles: bool = True
     blend_steps: int | None = None  # None: schedule.default_blend_steps(steps)
+    camera_margin: float = sch.CAMERA_MARGIN
+    camera_fraction: float = sch.CAMERA_FRACTION
 
 
 @dataclass
@@ -170,7 +172,6 @@ def _stage_views(
     if stage.views == "fixed":
         views = sch.fixed_windows(window, grid)
     elif stage.views == "blend":
-        # No camera views: their fixed outlines would be the one border left unhealed.
         return sch.blend_windows(i, window, grid)
     elif stage.views == "sphere":
         views = sch.sphere_views(
@@ -184,8 +185,8 @@ def _stage_views(
         )
     else:
         views = sch.shifted_windows(i, window, grid)
-    if request.cameras:
-        views += sch.camera_views(i, window, grid, request.cameras)
+    if request.cameras and i < sch.camera_steps(request.steps, request.camera_fraction):
+        views += sch.camera_views(i, window, grid, request.cameras, request.camera_margin)
     return views
 
 

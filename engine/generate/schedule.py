@@ -18,9 +18,10 @@ DynamicScaler (arXiv 2412.11100) plus one of ours:
 - **Sphere views** (Panoramic Projecting Denoise): perspective views of FOV 120° at
   several latitudes and both poles, rotating in longitude every step, gathered and
   scattered nearest-neighbour (see :func:`.ring.nearest_view`).
-- **Camera views** (ours): one view per Blender camera, sampling exactly the camera's
-  image rectangle, denoised last in every step so each camera's picture is one
-  coherent window.
+- **Camera views** (ours): one view per Blender camera, holding the camera's whole
+  image rectangle, denoised last in every step of the first half so each camera's
+  picture forms as one coherent window. The view is widened by half the image and
+  moves within that margin every step, so its outline never stays put.
 
 :func:`plan_stages` lays out Global Motion Guidance: sphere views on a half-size canvas,
 shifted windows to the end there, then ×2 upscale, re-noise and a refining pass.
@@ -301,27 +302,61 @@ def sphere_views(
     return views
 
 
-def camera_directions(camera: object, rows: int, cols: int) -> np.ndarray:
+def camera_directions(
+    camera: object, rows: int, cols: int, margin: float = 0.0, shift: tuple[float, float] = (0, 0)
+) -> np.ndarray:
     """Rays (rows, cols, 3) through a rows×cols grid spanning a Blender camera's image.
 
     ``camera`` is an :class:`engine.cameras.BlenderCamera`; its own intrinsics (lens,
-    sensor fit, shift) are kept, only the sampling density changes.
+    sensor fit, shift) are kept, only the sampling density changes. ``margin`` widens
+    the sampled rectangle by that fraction of the image size and ``shift`` (x right,
+    y down, fractions of the image size, each within ±margin/2) moves it while it still
+    holds the whole image.
     """
     k = camera.intrinsics()
     rot = camera.camera_to_world_opencv()[:3, :3]
-    px = (np.arange(cols) + 0.5) / cols * camera.resolution_x
-    py = (np.arange(rows) + 0.5) / rows * camera.resolution_y
-    x = (px - k[0, 2]) / k[0, 0]
-    y = (py - k[1, 2]) / k[1, 1]
+    u = 0.5 + ((np.arange(cols) + 0.5) / cols - 0.5) * (1 + margin) + shift[0]
+    v = 0.5 + ((np.arange(rows) + 0.5) / rows - 0.5) * (1 + margin) + shift[1]
+    x = (u * camera.resolution_x - k[0, 2]) / k[0, 0]
+    y = (v * camera.resolution_y - k[1, 2]) / k[1, 1]
     return x[None, :, None] * rot[:, 0] + y[:, None, None] * rot[:, 1] + rot[:, 2]
 
 
-def camera_views(step: int, window: WindowGrid, grid: Grid, cameras: Sequence) -> list[View]:
-    """One view per camera for every frame window at ``step``."""
+#: A camera view samples its image widened by this fraction and moves within it each
+#: step, so its outline never stays put (a fixed outline leaves a rectangle around the
+#: camera's picture: 1.5–1.7 times the interior's gradient energy, bench/seams.py).
+CAMERA_MARGIN = 0.5
+#: Camera views run in this first fraction of the steps, while the composition forms;
+#: run to the end, their coarser sampling would set the texture of the picture.
+CAMERA_FRACTION = 0.5
+
+
+def camera_steps(steps: int, fraction: float = CAMERA_FRACTION) -> int:
+    """Camera views run in steps ``[0, camera_steps(steps))`` (at least the first)."""
+    return max(1, round(steps * fraction))
+
+
+def camera_shift(step: int, margin: float) -> tuple[float, float]:
+    """Where the widened camera view sits at ``step`` (x, y in image fractions, ±margin/2):
+    it walks the offset cycle like the window grid, so its outline never stays put."""
+    k = step % OFFSET_CYCLE
+
+    def along(stride: int) -> float:
+        return ((k * stride) % OFFSET_CYCLE / (OFFSET_CYCLE - 1) - 0.5) * margin
+
+    return along(_COL_STRIDE), along(_ROW_STRIDE)
+
+
+def camera_views(
+    step: int, window: WindowGrid, grid: Grid, cameras: Sequence, margin: float = CAMERA_MARGIN
+) -> list[View]:
+    """One view per camera for every frame window at ``step``: the camera's whole image,
+    widened by ``margin`` and moved within it every step (see :func:`camera_shift`)."""
     F = grid[0]
     fw, h, w = window.size
     f_off = step_offsets(step, window)[0]
-    directions = [camera_directions(cam, h, w) for cam in cameras]
+    shift = camera_shift(step, margin)
+    directions = [camera_directions(cam, h, w, margin, shift) for cam in cameras]
     views = []
     for f0 in _wrapped_starts(F, fw, f_off):
         frames = (f0 + np.arange(fw)) % F
