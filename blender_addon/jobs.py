@@ -192,6 +192,8 @@ def generate_job(scene: Any) -> Job:
         argv.append("--cpu-offload")
     if prefs.vae_slicing:
         argv.append("--vae-slicing")
+    if prefs.vae_tiling:
+        argv.append("--vae-tiling")
     if not online:
         argv.append("--offline")
     try:

@@ -63,7 +63,14 @@ class PanoLoopPreferences(bpy.types.AddonPreferences):
         description="Keep model parts on the CPU until needed (less GPU memory, slower)",
     )
     vae_slicing: BoolProperty(
-        name="VAE Slicing", description="Decode frames one by one (less memory)", default=False
+        name="VAE Slicing",
+        description="VAE batch slicing (frames are already decoded one by one)",
+        default=False,
+    )
+    vae_tiling: BoolProperty(
+        name="VAE Tiling",
+        description="Decode each frame in blended tiles (less GPU memory at 4K, slower)",
+        default=False,
     )
     window_frames: IntProperty(
         name="Window Frames",
@@ -105,6 +112,7 @@ class PanoLoopPreferences(bpy.types.AddonPreferences):
         col.prop(self, "precision")
         col.prop(self, "cpu_offload")
         col.prop(self, "vae_slicing")
+        col.prop(self, "vae_tiling")
         col.prop(self, "window_frames")
         col.prop(self, "schedule")
         layout.prop(self, "output_dir")

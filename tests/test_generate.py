@@ -213,3 +213,30 @@ def test_vae_slicing_option_loads_and_slices_the_vae(tiny_model):
         inspect_model(str(tiny_model)), window_frames=4, device="cpu", vae_slicing=True
     )
     assert sliced.pipe.vae.use_slicing
+
+
+def _smooth_ring_latent(seed: int) -> torch.Tensor:
+    """A (4, 16, 64) latent frame that is smooth and wraps continuously in longitude."""
+    base = torch.randn(1, 4, 4, 8, generator=torch.Generator().manual_seed(seed))
+    base = torch.cat([base[..., -2:], base, base[..., :2]], dim=-1)
+    fine = torch.nn.functional.interpolate(base, scale_factor=8, mode="bicubic")[..., 16:-16]
+    return 3 * torch.nn.functional.interpolate(fine, size=(16, 64), mode="area")[0]
+
+
+def test_vae_tiling_decodes_in_tiles_and_the_wrap_is_no_worse_than_a_tile_border(
+    tiny_model, backend
+):
+    from engine.generate.backends import inspect_model, load_animatediff
+
+    tiled = load_animatediff(
+        inspect_model(str(tiny_model)), window_frames=4, device="cpu", vae_tiling=True
+    )
+    assert tiled.pipe.vae.use_tiling
+    for seed in range(3):
+        latent = _smooth_ring_latent(seed)
+        image = tiled.decode_frame(latent)
+        assert image.shape == backend.decode_frame(latent).shape == (128, 512, 3)
+        assert not np.array_equal(image, backend.decode_frame(latent))  # tiles were decoded
+        img = image.astype(float)
+        jumps = np.abs(img - np.roll(img, 1, axis=1)).mean(axis=(0, 2))  # [0]: the 360° wrap
+        assert jumps[0] <= jumps[1:].max()

@@ -370,8 +370,16 @@ def load_animatediff(
     offline: bool = False,
     cpu_offload: bool = False,
     vae_slicing: bool = False,
+    vae_tiling: bool = False,
 ) -> AnimateDiffBackend:
-    """Load the pipeline ``inspect_model`` checked, safetensors only, on the chosen device."""
+    """Load the pipeline ``inspect_model`` checked, safetensors only, on the chosen device.
+
+    ``vae_tiling`` decodes each frame in overlapping blended tiles (the VAE's own
+    tiling), so decoding memory stops growing with the panorama; the wrapped columns
+    of :meth:`AnimateDiffBackend.decode_frame` keep the 360° seam inside the image.
+    ``vae_slicing`` is the VAE's batch slicing: frames are decoded one at a time
+    already, so it changes nothing for this backend (kept for other backends).
+    """
     if offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
     from diffusers import AnimateDiffPipeline, MotionAdapter
@@ -394,6 +402,8 @@ def load_animatediff(
     if vae_slicing:
         # diffusers 0.42 dropped the pipeline-level switch; the VAE keeps its own.
         pipe.vae.enable_slicing()
+    if vae_tiling:
+        pipe.vae.enable_tiling()
     backend_offloaded = False
     if cpu_offload and device.startswith("cuda"):
         pipe.enable_model_cpu_offload()
