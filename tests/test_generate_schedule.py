@@ -40,9 +40,17 @@ def test_shifted_windows_write_every_cell_once_every_step(grid):
 
 
 def test_window_grid_moves_every_step_and_crosses_seam_and_loop():
-    offsets = [sch.step_offsets(s, WINDOW) for s in range(sch.OFFSET_CYCLE)]
-    assert len(set(offsets)) == sch.OFFSET_CYCLE
+    offsets = [sch.step_offsets(s, WINDOW) for s in range(12)]
     assert all(a != b for a, b in zip(offsets, offsets[1:], strict=False))
+    # WINDOW (8, 8, 8) with align 2: 8 frame offsets, 4 row and 4 column offsets, each
+    # visited once in any run of that many consecutive steps.
+    for axis, count, align in ((0, 8, 1), (1, 4, 2), (2, 4, 2)):
+        for start in range(4):
+            seen = [offsets[start + k][axis] for k in range(count)]
+            assert sorted(seen) == list(range(0, 8, align)), (axis, start)
+    animatediff = sch.WindowGrid((16, 64, 64), align=8)
+    cols = [sch.step_offsets(s, animatediff)[2] for s in range(8)]
+    assert sorted(cols) == list(range(0, 64, 8))
     crosses_seam = crosses_loop = 0
     F, H, W = GRID
     for step in range(sch.OFFSET_CYCLE):

@@ -38,9 +38,10 @@ import numpy as np
 
 from .ring import View, nearest_view, window_view
 
-#: Offsets cycle through this many positions (DynamicScaler shifts over ~16 offsets).
+#: Camera views cycle through this many positions (DynamicScaler shifts over ~16 offsets).
 OFFSET_CYCLE = 16
-#: Multipliers coprime with OFFSET_CYCLE: each axis visits all 16 offsets, out of phase.
+#: Per-axis step multipliers (made coprime with the axis's number of offsets), so each
+#: axis visits all its offsets once per cycle, the three axes out of phase.
 _FRAME_STRIDE, _ROW_STRIDE, _COL_STRIDE = 3, 7, 5
 #: DynamicScaler's sphere views: latitudes (degrees) with six longitudes each, plus poles.
 SPHERE_LATITUDES = (0.0, 45.0, -45.0, 60.0, -60.0, 75.0, -75.0)
@@ -66,19 +67,32 @@ class WindowGrid:
 
 
 def step_offsets(step: int, window: WindowGrid) -> tuple[int, int, int]:
-    """(frame, row, col) offset of the window grid at ``step``, each in [0, window size)."""
+    """(frame, row, col) offset of the window grid at ``step``, each in [0, window size).
+
+    An axis of size n with alignment a has n/a offsets; step k takes offset
+    ``(k·stride mod n/a)·a`` with the stride coprime with n/a, so within any n/a
+    consecutive steps every offset comes exactly once: no border position is used twice
+    while another waits (a border's residue adds up where it comes back soon).
+    AnimateDiff's (16, 64, 64) window with align 8 has 16, 8 and 8 offsets.
+    """
     fw, h, w = window.size
-    k = step % OFFSET_CYCLE
 
     def offset(stride: int, size: int, align: int) -> int:
-        raw = ((k * stride) % OFFSET_CYCLE) * size // OFFSET_CYCLE
-        return raw // align * align
+        count = max(1, size // align)
+        return (step * _coprime(stride, count)) % count * align
 
     return (
         offset(_FRAME_STRIDE, fw, 1),
         offset(_ROW_STRIDE, h, window.align),
         offset(_COL_STRIDE, w, window.align),
     )
+
+
+def _coprime(stride: int, count: int) -> int:
+    """The first of ``stride``, ``stride + 1``, … that is coprime with ``count``."""
+    while math.gcd(stride, count) != 1:
+        stride += 1
+    return stride
 
 
 class RowBand(NamedTuple):
