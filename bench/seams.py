@@ -19,7 +19,7 @@ between neighbouring latent pixels and prints, as ratios to the interior:
 
 Baseline: ``fixed`` — plain tiling that never moves (windows docked at 0, no wrap).
 Reference: ``global`` — one window holding the whole latent, the exact sampler, which
-has no seams at all: its figures are the noise floor of the measure (the worst of 96
+has no seams at all: its figures are the noise floor of the measure (the worst of about a hundred
 positions of a finite sample is above 1 by chance).
 Ours: ``dynamic`` (sphere views on a half canvas, shifted windows, ×2 refine, blended
 tail) and ``windows`` (offset-shifting windows, blended tail); and, to show what the
