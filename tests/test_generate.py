@@ -215,6 +215,25 @@ def test_vae_slicing_option_loads_and_slices_the_vae(tiny_model):
     assert sliced.pipe.vae.use_slicing
 
 
+def test_model_cpu_offload_runs_through_accelerate_hooks_and_changes_no_value(tiny_model, backend):
+    """The offload path (accelerate hooks; modules found through ``backend.device``)
+    run for real with the CPU standing in for the accelerator: same latent, same frame."""
+    from engine.generate.backends import inspect_model, load_animatediff
+    from engine.generate.sampler import GenerateRequest, sample_latent
+
+    offloaded = load_animatediff(
+        inspect_model(str(tiny_model)), window_frames=4, device="cpu", cpu_offload=True
+    )
+    assert offloaded.offloaded and offloaded.describe()["cpu_offload"] is True
+    assert hasattr(offloaded.pipe.unet, "_hf_hook")  # accelerate's offload hook is on
+    request = GenerateRequest("pine", width=128, height=64, frames=4, steps=2, seed=5,
+                              schedule="windows")  # fmt: skip
+    plain = sample_latent(backend, request, JobContext()).latent
+    hooked = sample_latent(offloaded, request, JobContext()).latent
+    assert torch.equal(plain, hooked)
+    assert np.array_equal(backend.decode_frame(plain[:, 0]), offloaded.decode_frame(hooked[:, 0]))
+
+
 def _smooth_ring_latent(seed: int) -> torch.Tensor:
     """A (4, 16, 64) latent frame that is smooth and wraps continuously in longitude."""
     base = torch.randn(1, 4, 4, 8, generator=torch.Generator().manual_seed(seed))

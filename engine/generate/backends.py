@@ -348,6 +348,7 @@ class AnimateDiffBackend:
             "dtype": str(self.dtype).removeprefix("torch."),
             "window": list(self.window),
             "vae_factor": self.vae_factor,
+            "cpu_offload": self.offloaded,
         }
         if self.info.adapter is not None:
             described["motion_adapter"] = self.info.adapter.source
@@ -404,12 +405,12 @@ def load_animatediff(
         pipe.vae.enable_slicing()
     if vae_tiling:
         pipe.vae.enable_tiling()
-    backend_offloaded = False
-    if cpu_offload and device.startswith("cuda"):
-        pipe.enable_model_cpu_offload()
-        backend_offloaded = True
+    if cpu_offload:
+        # Each model waits on the CPU and moves to ``device`` when it runs (accelerate
+        # hooks). On a CPU-only machine the hooks have nowhere to move it: harmless.
+        pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.to(device)
     backend = AnimateDiffBackend(pipe, info, window_frames=window_frames, device=device)
-    backend.offloaded = backend_offloaded
+    backend.offloaded = cpu_offload
     return backend

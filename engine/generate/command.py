@@ -47,7 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--motion-adapter", help="MotionAdapter hub id or folder for an SD 1.5 base"
     )
     parser.add_argument("--offline", action="store_true", help="never reach the hub")
-    parser.add_argument("--cpu-offload", action="store_true", help="model CPU offload (CUDA)")
+    parser.add_argument(
+        "--cpu-offload",
+        action="store_true",
+        help="model CPU offload: each model waits on the CPU, moves to the device to run",
+    )
     parser.add_argument(
         "--vae-slicing",
         action="store_true",
