@@ -78,8 +78,7 @@ def step_offsets(step: int, window: WindowGrid) -> tuple[int, int, int]:
     fw, h, w = window.size
 
     def offset(stride: int, size: int, align: int) -> int:
-        count = max(1, size // align)
-        return (step * _coprime(stride, count)) % count * align
+        return cycle_position(step, stride, max(1, size // align)) * align
 
     return (
         offset(_FRAME_STRIDE, fw, 1),
@@ -88,11 +87,13 @@ def step_offsets(step: int, window: WindowGrid) -> tuple[int, int, int]:
     )
 
 
-def _coprime(stride: int, count: int) -> int:
-    """The first of ``stride``, ``stride + 1``, … that is coprime with ``count``."""
+def cycle_position(step: int, stride: int, count: int) -> int:
+    """Position in [0, count) at ``step``: ``step·s mod count`` with s the first of
+    ``stride``, ``stride + 1``, … coprime with ``count``, so any ``count`` consecutive
+    steps visit every position once (window offsets and camera-view shifts walk it)."""
     while math.gcd(stride, count) != 1:
         stride += 1
-    return stride
+    return step * stride % count
 
 
 class RowBand(NamedTuple):
@@ -353,10 +354,9 @@ def camera_steps(steps: int, fraction: float = CAMERA_FRACTION) -> int:
 def camera_shift(step: int, margin: float) -> tuple[float, float]:
     """Where the widened camera view sits at ``step`` (x, y in image fractions, ±margin/2):
     it walks the offset cycle like the window grid, so its outline never stays put."""
-    k = step % OFFSET_CYCLE
 
     def along(stride: int) -> float:
-        return ((k * stride) % OFFSET_CYCLE / (OFFSET_CYCLE - 1) - 0.5) * margin
+        return (cycle_position(step, stride, OFFSET_CYCLE) / (OFFSET_CYCLE - 1) - 0.5) * margin
 
     return along(_COL_STRIDE), along(_ROW_STRIDE)
 
@@ -461,6 +461,7 @@ def _with_tail(stages: list[Stage], blend_start: int) -> list[Stage]:
     if last.views != "windows" or blend_start >= last.stop:
         return stages
     blend_start = max(blend_start, last.start)
-    head = [Stage(last.name, last.views, last.start, blend_start, last.scale)]
     tail = Stage("blend", "blend", blend_start, last.stop, last.scale)
-    return stages[:-1] + [s for s in head if s.start < s.stop] + [tail]
+    if blend_start == last.start:
+        return [*stages[:-1], tail]
+    return [*stages[:-1], Stage(last.name, last.views, last.start, blend_start, last.scale), tail]
