@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from engine.cameras import BlenderCamera
+from engine.errors import BadInput
 from engine.generate import schedule as sch
 from engine.generate.analytic import GaussianFieldBackend
 from engine.generate.ring import coverage, gather, nearest_view, scatter, window_view
@@ -139,13 +140,18 @@ def test_stage_plan_ends_with_the_blended_tail():
     assert sch.plan_stages(3, (64, 128), window)[-1].name == "windows"  # too few steps
 
 
+def _jump_energy(latent: torch.Tensor, dim: int) -> torch.Tensor:
+    """Mean squared difference between index i and i−1 along ``dim`` (i = 0 wraps)."""
+    jumps = (latent - torch.roll(latent, 1, dims=dim)).pow(2)
+    return jumps.mean(dim=[d for d in range(latent.dim()) if d != dim % latent.dim()])
+
+
 def _worst_jump(latent: torch.Tensor) -> list[float]:
     """Per axis (frames, rows, cols): the largest neighbour jump energy over the median
     (the jumps next to the two pole rows left out)."""
     worst = []
     for dim in (1, 2, 3):
-        energy = (latent - torch.roll(latent, 1, dims=dim)).pow(2)
-        energy = energy.mean(dim=[d for d in range(4) if d != dim])
+        energy = _jump_energy(latent, dim)
         if dim == 2:
             energy = energy[2:-1]
         worst.append(float(energy.max() / energy.median()))
@@ -250,7 +256,7 @@ def test_moving_camera_view_leaves_no_outline_where_a_fixed_one_does():
 
     def outline(latent: torch.Tensor) -> float:
         band = latent[:, :, rows[0] : rows[-1] + 1]
-        jumps = (band - torch.roll(band, 1, dims=-1)).pow(2).mean(dim=(0, 1, 2))
+        jumps = _jump_energy(band, -1)
         return float(torch.stack([jumps[cols[0]], jumps[cols[-1] + 1]]).max() / jumps.median())
 
     assert outline(sample_latent(backend, fixed, JobContext()).latent) > 1.3
@@ -284,7 +290,7 @@ def test_analytic_denoiser_is_the_exact_posterior_mean():
 
 def _border_ratio(latent: torch.Tensor, w: int) -> float:
     """Gradient energy across fixed window borders (columns w, 2w, …) over the interior."""
-    jumps = (latent - torch.roll(latent, 1, dims=-1)).pow(2).mean(dim=(0, 1, 2))
+    jumps = _jump_energy(latent, -1)
     border = torch.zeros_like(jumps, dtype=torch.bool)
     border[::w] = True
     return float(jumps[border].mean() / jumps[~border].mean())
@@ -297,3 +303,15 @@ def test_shifting_hides_window_borders_that_fixed_tiling_shows():
     ours = sample_latent(backend, GenerateRequest(**common, schedule="windows"), JobContext())
     assert _border_ratio(fixed.latent, 8) > 1.5
     assert _border_ratio(ours.latent, 8) < 1.2
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("blend_steps", -1), ("camera_margin", -0.1), ("camera_margin", float("nan")),
+     ("camera_fraction", 1.5)],
+)  # fmt: skip
+def test_sampler_knobs_out_of_range_are_refused_naming_the_value(field, value):
+    backend = GaussianFieldBackend(window=(4, 8, 8), channels=1)
+    request = GenerateRequest("field", 64, 32, 4, 5, **{field: value})
+    with pytest.raises(BadInput, match=f"{field} .*{value}"):
+        sample_latent(backend, request, JobContext())

@@ -88,6 +88,12 @@ def check_request_numbers(request: GenerateRequest) -> None:
         raise BadInput(f"frames must be at least 1, got {request.frames}")
     if request.schedule not in ("dynamic", "windows", "fixed"):
         raise BadInput(f"schedule must be dynamic, windows or fixed, got {request.schedule!r}")
+    if request.blend_steps is not None and request.blend_steps < 0:
+        raise BadInput(f"blend_steps must be at least 0, got {request.blend_steps}")
+    if not 0 <= request.camera_margin <= 1:  # NaN fails too
+        raise BadInput(f"camera_margin must lie in [0, 1], got {request.camera_margin}")
+    if not 0 <= request.camera_fraction <= 1:
+        raise BadInput(f"camera_fraction must lie in [0, 1], got {request.camera_fraction}")
 
 
 def check_request_sizes(
