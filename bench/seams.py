@@ -29,7 +29,8 @@ Printed beside it, stricter: their worst anywhere and the camera outline against
 
 With a camera (``--cameras``), the outline of the camera's picture is measured too:
 ours (the view widened by half the image, moving every step, first half of the steps)
-beside a camera view fixed on the picture in every step, as it was first built.
+beside a camera view fixed on the picture in every step up to the blended tail (which
+never runs camera views), as it was first built.
 
 Run: ``.venv/bin/python bench/seams.py [--seeds 16] [--steps 25]``.
 """
@@ -118,7 +119,7 @@ RUNS = {
 
 #: name → (label, request fields): one camera looking at +Y, 45° square, on the default
 CAMERA_RUNS = {
-    "camera fixed": ("camera view fixed, every step", {"camera_margin": 0.0,
+    "camera fixed": ("camera view fixed, to the tail", {"camera_margin": 0.0,
                                                        "camera_fraction": 1.0}),
     "camera ours": ("ours: dynamic + camera", {}),
 }  # fmt: skip
