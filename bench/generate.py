@@ -131,7 +131,8 @@ def full_size_backend(window_frames: int, device: str, dtype: str):
     from tiny_models import _tiny_clip_tokenizer
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from engine.generate.backends import AnimateDiffBackend, ModelInfo, pick_dtype
+    from engine.generate.backends import AnimateDiffBackend
+    from engine.generate.loading import ModelInfo, pick_dtype
 
     torch_dtype = pick_dtype(dtype, device)
     torch.manual_seed(0)
@@ -179,7 +180,7 @@ def measure(args: argparse.Namespace) -> None:
     """Child process: load, reset the peak, sample, print one JSON line."""
     import torch
 
-    from engine.generate.backends import inspect_model, load_animatediff
+    from engine.generate.loading import inspect_model, load_animatediff
     from engine.generate.sampler import GenerateRequest, _StepState, sample_latent
     from engine.jobs import JobContext
 

@@ -43,7 +43,7 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def backend(tiny_model):
-    from engine.generate.backends import inspect_model, load_animatediff
+    from engine.generate.loading import inspect_model, load_animatediff
 
     return load_animatediff(inspect_model(str(tiny_model)), window_frames=4, device="cpu")
 
@@ -207,7 +207,7 @@ def _window():
 
 
 def test_vae_slicing_option_loads_and_slices_the_vae(tiny_model):
-    from engine.generate.backends import inspect_model, load_animatediff
+    from engine.generate.loading import inspect_model, load_animatediff
 
     sliced = load_animatediff(
         inspect_model(str(tiny_model)), window_frames=4, device="cpu", vae_slicing=True
@@ -218,7 +218,7 @@ def test_vae_slicing_option_loads_and_slices_the_vae(tiny_model):
 def test_model_cpu_offload_runs_through_accelerate_hooks_and_changes_no_value(tiny_model, backend):
     """The offload path (accelerate hooks; modules found through ``backend.device``)
     run for real with the CPU standing in for the accelerator: same latent, same frame."""
-    from engine.generate.backends import inspect_model, load_animatediff
+    from engine.generate.loading import inspect_model, load_animatediff
     from engine.generate.sampler import GenerateRequest, sample_latent
 
     offloaded = load_animatediff(
@@ -245,7 +245,7 @@ def _smooth_ring_latent(seed: int) -> torch.Tensor:
 def test_vae_tiling_decodes_in_tiles_and_the_wrap_is_no_worse_than_a_tile_border(
     tiny_model, backend
 ):
-    from engine.generate.backends import inspect_model, load_animatediff
+    from engine.generate.loading import inspect_model, load_animatediff
 
     tiled = load_animatediff(
         inspect_model(str(tiny_model)), window_frames=4, device="cpu", vae_tiling=True

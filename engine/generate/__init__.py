@@ -1,6 +1,7 @@
 """Prompt → seamless looping 360° video: diffusers backends and DynamicScaler-style sampling.
 
 Rooms: :mod:`.backends` (the small model interface and the AnimateDiff backend),
+:mod:`.loading` (finding, checking and loading weights before a backend runs),
 :mod:`.analytic` (an exact Gaussian-field denoiser behind the same interface),
 :mod:`.ring` (the ring latent and index views), :mod:`.schedule` (shifted windows,
 sphere views, camera views, the coarse-to-fine stage plan), :mod:`.sampler` (the

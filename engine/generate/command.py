@@ -99,7 +99,7 @@ def parse_latitudes(text: str) -> tuple[float, ...]:
 def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     """Check everything, load the model, sample, decode and write the folder atomically."""
     from ..media import check_output_free
-    from .backends import inspect_model
+    from .loading import inspect_model
     from .sampler import GenerateRequest, check_request_numbers, check_request_sizes
 
     # 1. Check inputs: nothing loads and nothing is written before all of them pass.
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     window = (args.window_frames, info.sample_size, info.sample_size)
     check_request_sizes(request, info.vae_factor, info.align, window)
     # 2. Load, sample, decode, write.
-    from .backends import load_animatediff
+    from .loading import load_animatediff
 
     with ctx.timed("load"):
         backend = load_animatediff(
