@@ -9,6 +9,7 @@ extension's user folder (``bpy.utils.extension_path_user``).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -24,6 +25,8 @@ EXTENSION_DIR = Path(__file__).resolve().parents[1]
 ENV_DIR_NAME = "engine-env"
 OUTPUTS_DIR_NAME = "outputs"
 JOBS_DIR_NAME = "jobs"
+#: The last device check (``python -m engine device --record``), shown in the preferences.
+ENGINE_CHECK_NAME = "engine-check.json"
 
 
 class AddonError(Exception):
@@ -76,6 +79,43 @@ def checked_engine_python() -> Path:
             "or set Engine Python to a Python with the engine's requirements",
         )
     return python
+
+
+def engine_check_path() -> Path:
+    return user_dir() / ENGINE_CHECK_NAME
+
+
+_check_cache: dict[str, Any] = {"key": None, "value": None}
+
+
+def engine_check() -> dict[str, Any] | None:
+    """The last device check of the engine Python in use, or None if it was not checked.
+
+    Read from :func:`engine_check_path` (written by *Set Up Engine* and *Check Engine*)
+    and cached by modification time: the preferences draw this on every redraw.
+    """
+    path = engine_check_path()
+    try:
+        key = (str(path), path.stat().st_mtime_ns)
+    except OSError:
+        return None
+    if _check_cache["key"] != key:
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            value = None
+        _check_cache.update(key=key, value=value if isinstance(value, dict) else None)
+    value = _check_cache["value"]
+    if value is None or not same_python(str(value.get("python", "")), engine_python()):
+        return None  # a check of another interpreter says nothing about this one
+    return value
+
+
+def same_python(recorded: str, python: Path) -> bool:
+    """Whether a check's ``sys.executable`` is this interpreter path (links not followed:
+    every virtual environment's python links to the same base interpreter)."""
+    norm = os.path.normcase
+    return bool(recorded) and norm(os.path.abspath(recorded)) == norm(os.path.abspath(python))
 
 
 def output_root() -> Path:

@@ -1,12 +1,16 @@
-"""PanoLoop's add-on preferences and the *Set Up Engine* button.
+"""PanoLoop's add-on preferences, *Set Up Engine* and *Check Engine*.
 
 The engine (torch, diffusers) cannot ship inside the extension zip, so it runs in its
 own Python: ``engine_python``, by default a virtual environment in the extension's user
-folder that *Set Up Engine* creates — only when Blender allows online access.
+folder that *Set Up Engine* creates — only when Blender allows online access. What it
+installs fits the platform (``setup_engine.plan_install``); *Install* "Animate Only"
+installs no torch. The last device check (torch version and the device prompts will
+use) is shown under the button.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +31,25 @@ class PanoLoopPreferences(bpy.types.AddonPreferences):
         description="Python interpreter with the engine's requirements (torch, diffusers); "
         "empty = PanoLoop's own environment in the extension's user folder",
         subtype="FILE_PATH",
+    )
+    engine_setup: EnumProperty(
+        name="Install",
+        description="What Set Up Engine installs",
+        items=(
+            (
+                "FULL",
+                "Animate and Generate",
+                "Everything: torch for this machine's GPU (CUDA, Apple MPS or CPU) and the "
+                "video models' libraries; gigabytes to download",
+            ),
+            (
+                "ANIMATE",
+                "Animate Only",
+                "Animate HDRI, Render All Cameras and Export VR, without torch "
+                "(a small download); Generate World will not run",
+            ),
+        ),
+        default="FULL",
     )
     model: StringProperty(
         name="Model",
@@ -100,11 +123,14 @@ class PanoLoopPreferences(bpy.types.AddonPreferences):
         col = layout.column(heading="Engine")
         col.prop(self, "engine_python")
         col.label(text=f"Using: {engine_env.engine_python()}", icon="INFO")
+        col.prop(self, "engine_setup")
         row = col.row()
         row.enabled = not runner.is_busy()
         row.operator(PANOLOOP_OT_setup_engine.bl_idname, icon="CONSOLE")
+        row.operator(PANOLOOP_OT_check_engine.bl_idname, icon="CHECKMARK")
         if not bpy.app.online_access:
             col.label(text="Online access is off: Preferences > System > Network", icon="ERROR")
+        draw_engine_state(col, context)
         col = layout.column(heading="Model")
         col.prop(self, "model")
         col.prop(self, "motion_adapter")
@@ -116,6 +142,43 @@ class PanoLoopPreferences(bpy.types.AddonPreferences):
         col.prop(self, "window_frames")
         col.prop(self, "schedule")
         layout.prop(self, "output_dir")
+
+
+def draw_engine_state(layout: Any, context: Any) -> None:
+    """A running setup's progress and pip's line; else the last device check."""
+    job = runner.current()
+    if job is not None and runner.is_busy() and job.label in (SETUP_LABEL, CHECK_LABEL):
+        display = context.window_manager.panoloop_job
+        text = f"{display.stage} {display.step}/{display.total}" if display.total else ""
+        layout.progress(factor=display.progress, type="BAR", text=text or display.stage)
+        if display.detail:
+            layout.label(text=display.detail)
+        return
+    check = engine_env.engine_check()
+    if check is None:
+        layout.label(text="Device: not checked yet (Check Engine)", icon="QUESTION")
+        return
+    icon = "ERROR" if check.get("torch") and check.get("device") == "cpu" else "INFO"
+    layout.label(text=f"Device: {check.get('summary', '?')}", icon=icon)
+    for note in check.get("setup", {}).get("notes", []):
+        for line in _wrap(str(note)):
+            layout.label(text=line)
+
+
+def _wrap(text: str, width: int = 90) -> list[str]:
+    """Blender labels do not wrap: long notes as several lines."""
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + len(word) + 1 > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return [*lines, line] if line else lines
+
+
+SETUP_LABEL = "Set up engine"
+CHECK_LABEL = "Check engine"
 
 
 class PANOLOOP_OT_setup_engine(bpy.types.Operator):  # noqa: N801 (Blender naming)
@@ -153,8 +216,9 @@ def setup_engine_job() -> runner.Job:
     job_dir = Path(tempfile.mkdtemp(prefix="setup-", dir=engine_env.jobs_root()))
     script = Path(__file__).with_name("setup_engine.py")
     env = engine_env.worker_environment(online=True)
+    mode = "animate" if engine_env.preferences().engine_setup == "ANIMATE" else "full"
     return runner.Job(
-        label="Set up engine",
+        label=SETUP_LABEL,
         command=[
             sys.executable,
             str(script),
@@ -162,10 +226,58 @@ def setup_engine_job() -> runner.Job:
             str(engine_env.default_env_dir()),
             "--pyproject",
             str(pyproject),
+            "--mode",
+            mode,
+            "--record",
+            str(engine_env.engine_check_path()),
         ],  # fmt: skip
         env=env,
         job_dir=job_dir,
     )
 
 
-CLASSES = (PanoLoopPreferences, PANOLOOP_OT_setup_engine)
+class PANOLOOP_OT_check_engine(bpy.types.Operator):  # noqa: N801 (Blender naming)
+    """Ask the engine Python which torch it has and which device prompts will use"""
+
+    bl_idname = "panoloop.check_engine"
+    bl_label = "Check Engine"
+    bl_options = {"REGISTER", "INTERNAL"}
+
+    def execute(self, context: Any) -> set[str]:
+        try:
+            job = check_engine_job()
+            runner.start(job, blocking=bpy.app.background)
+        except AddonError as exc:
+            self.report({"ERROR"}, exc.report_text())
+            return {"CANCELLED"}
+        if job.state == "ERROR":
+            self.report({"ERROR"}, f"{job.message} — {job.fix}")
+            return {"CANCELLED"}
+        if job.state == "DONE":
+            self.report({"INFO"}, job.message)
+        return {"FINISHED"}
+
+
+def check_engine_job() -> runner.Job:
+    """``python -m engine worker`` running the ``device`` check, recorded for the draw."""
+    python = engine_env.checked_engine_python()
+    job_dir = Path(tempfile.mkdtemp(prefix="check-", dir=engine_env.jobs_root()))
+    record = engine_env.engine_check_path()
+    job_file = job_dir / "job.json"
+    job_file.write_text(json.dumps({"command": "device", "argv": ["--record", str(record)]}))
+
+    def on_done(job: runner.Job) -> Any:
+        check = engine_env.engine_check()
+        job.message = f"engine: {check['summary']}" if check else "engine checked"
+        yield
+
+    return runner.Job(
+        label=CHECK_LABEL,
+        command=[str(python), "-m", "engine", "worker", "--job", str(job_file)],
+        env=engine_env.worker_environment(online=False),
+        job_dir=job_dir,
+        on_done=on_done,
+    )
+
+
+CLASSES = (PanoLoopPreferences, PANOLOOP_OT_setup_engine, PANOLOOP_OT_check_engine)

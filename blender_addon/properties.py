@@ -132,6 +132,7 @@ class PanoLoopJobDisplay(bpy.types.PropertyGroup):
     step: IntProperty()
     total: IntProperty()
     progress: FloatProperty(min=0.0, max=1.0, subtype="FACTOR")
+    detail: StringProperty()
     message: StringProperty()
     fix: StringProperty()
     output: StringProperty()

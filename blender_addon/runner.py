@@ -80,6 +80,8 @@ class Job:
         self.on_done = on_done
         self.state = "RUNNING"
         self.stage, self.step, self.total = "starting", 0, 0
+        #: The worker's current line within the stage (e.g. pip's download), if it sends one.
+        self.detail = ""
         self.message, self.fix = "", ""
         #: Shown as the fix of an error reported without one, or about being offline.
         self.fix_hint = ""
@@ -205,6 +207,7 @@ class Job:
         if event == "progress":
             self.stage = str(payload.get("stage", ""))
             self.step, self.total = int(payload.get("step", 0)), int(payload.get("total", 0))
+            self.detail = str(payload.get("detail", ""))
         elif event in ("done", "error", "cancelled"):
             self._final_event = payload
 
@@ -435,6 +438,7 @@ def publish(job: Job) -> None:
         "step": job.step,
         "total": job.total,
         "progress": job.progress,
+        "detail": job.detail[:1024],
         "message": job.message[:1024],
         "fix": job.fix[:1024],
         "output": str(job.result or ""),

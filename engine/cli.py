@@ -1,4 +1,4 @@
-"""The engine command line: ``python -m engine COMMAND`` (views, animate, generate, export, …).
+"""The engine command line: ``python -m engine COMMAND`` (views, animate, generate, device…).
 
 Exit codes: 0 success; 2 bad input (one line on stderr naming the value, nothing
 written); 130 cancelled (nothing written); 1 any other failure.
@@ -25,6 +25,7 @@ COMMANDS = {
     "animate": "engine.animate.command",
     "generate": "engine.generate.command",
     "export": "engine.export.command",
+    "device": "engine.device",
     "worker": "engine.worker",
 }
 

@@ -17,6 +17,8 @@ def draw_job(layout: Any, context: Any) -> None:
         box.label(text=display.label, icon="TIME")
         text = f"{display.stage} {display.step}/{display.total}" if display.total else display.stage
         box.progress(factor=display.progress, type="BAR", text=text)
+        if display.detail:
+            box.label(text=display.detail)
         box.operator("panoloop.cancel", icon="CANCEL")
     elif display.state == "ERROR":
         box = layout.box()

@@ -161,6 +161,17 @@ def test_operator_errors_name_the_fix(installed):
     assert "Preferences > System > Network" in errors["offline_model"]
 
 
+def test_check_engine_shows_the_engine_pythons_torch_and_device(installed):
+    """Check Engine runs the device check in the engine Python through the worker."""
+    import torch
+
+    assert installed["setup_choices"] == ["FULL", "ANIMATE"]
+    assert installed["check_before"] is None
+    assert installed["check_engine"] == ["FINISHED"]
+    assert installed["check_after"].startswith(f"torch {torch.__version__}")
+    assert installed["check_other_python"] is None
+
+
 def test_disabling_the_addon_unregisters_everything(installed):
     assert installed["after_disable"] == {"scene_panoloop": False, "operator": False}
     assert installed["re_enabled"]
@@ -392,6 +403,17 @@ def scenario_install(config: dict) -> dict:
         if not bpy.app.online_access
         else "online access is off Preferences > System > Network (online in this bpy: skipped)"
     )
+    # Check Engine: the engine Python (this repository's) names its torch and device, and
+    # the preferences' draw reads the record; a check of another Python is not shown.
+    prefs.engine_python = sys.executable
+    seen["setup_choices"] = [
+        i.identifier for i in prefs.bl_rna.properties["engine_setup"].enum_items
+    ]
+    seen["check_before"] = _engine_check_summary()
+    seen["check_engine"] = sorted(bpy.ops.panoloop.check_engine())
+    seen["check_after"] = _engine_check_summary()
+    prefs.engine_python = "/elsewhere/bin/python"
+    seen["check_other_python"] = _engine_check_summary()
     # Offline (Blender's Online Access is off in the bpy module) and a hub id that is not
     # cached: the engine refuses it before loading anything; the fix says where to go.
     prefs.engine_python = sys.executable
@@ -408,6 +430,13 @@ def scenario_install(config: dict) -> dict:
     bpy.ops.preferences.addon_enable(module=PACKAGE)
     seen["re_enabled"] = hasattr(bpy.context.scene, "panoloop")
     return seen
+
+
+def _engine_check_summary() -> str | None:
+    """What the preferences show under Check Engine (None: "not checked yet")."""
+    engine_env = sys.modules[f"{PACKAGE}.blender_addon.engine_env"]
+    check = engine_env.engine_check()
+    return None if check is None else check["summary"]
 
 
 def _env_node_facts(scene) -> dict:
