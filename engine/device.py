@@ -4,7 +4,7 @@ Run after *Set Up Engine* (and by the add-on's *Check Engine*) so the user sees,
 any job, whether prompts will run on the GPU: ``torch 2.13.0+cu130 (CUDA 13.0) · cuda:
 NVIDIA GeForce RTX 4090``, ``… · mps``, ``… · cpu``, or ``animate only: no torch`` in an
 environment set up without the generation extra. The device is the one ``generate
---device auto`` picks (:func:`engine.generate.backends.pick_device`).
+--device auto`` picks (:func:`engine.generate.loading.pick_device`).
 
 Prints one line (``--json``: one JSON object) on stdout; ``--record FILE`` also writes
 the JSON there, whole (a temporary sibling renamed into place), for the add-on's
@@ -67,7 +67,7 @@ def check_device() -> dict[str, Any]:
         return result
     import torch
 
-    from .generate.backends import pick_device
+    from .generate.loading import pick_device
 
     device = pick_device("auto")
     result["torch"] = str(torch.__version__)
