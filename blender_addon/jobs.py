@@ -162,7 +162,9 @@ def generate_job(scene: Any) -> Job:
             f"size {settings.width}x{settings.height} is not 2:1",
             "pick a size preset or make Width twice Height",
         )
-    frames = frame_count(settings.seconds, settings.fps)
+    # Frames written = seconds × fps (whole, checked here); the engine denoises
+    # seconds × the model's own rate (8/s for AnimateDiff) and interpolates the rest.
+    frame_count(settings.seconds, settings.fps)
     engine_env.checked_engine_python()  # before any job folder is made
     local = model_is_local(model)
     online = bpy.app.online_access
@@ -174,7 +176,7 @@ def generate_job(scene: Any) -> Job:
         "--out", str(output),
         "--width", str(settings.width),
         "--height", str(settings.height),
-        "--frames", str(frames),
+        "--seconds", repr(float(settings.seconds)),
         "--fps", str(settings.fps),
         "--steps", str(settings.steps),
         "--guidance", repr(float(settings.guidance)),

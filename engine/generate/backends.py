@@ -12,14 +12,20 @@ Finding, checking and loading the weights is :mod:`.loading`'s job.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import PanoLoopError
 
 if TYPE_CHECKING:
     from .loading import ModelInfo
 
 #: AnimateDiff's motion modules were trained on 16-frame clips.
 ANIMATEDIFF_WINDOW_FRAMES = 16
+#: AnimateDiff's motion modules learned motion from clips sampled at about 8 frames/s;
+#: denoising at this rate keeps motion at its natural speed (REFERENCE.md).
+ANIMATEDIFF_FPS = 8.0
 #: Latent columns of wrapped context each side when decoding (the VAE's reach is wide).
 DECODE_PAD = 8
 
@@ -32,7 +38,7 @@ class Backend(Protocol):
     window: tuple[int, int, int]  # native (frames, rows, cols) of one call, latent pixels
     align: int  # latent sizes and offsets must be multiples of this
     device: Any
-    alphas_cumprod: Any  # torch float64 tensor, index = training timestep
+    alphas_cumprod: Any  # float64 numpy array on the host, index = training timestep
     final_alpha: float  # ᾱ after the last step
 
     def timesteps(self, steps: int) -> list[int]: ...
@@ -51,10 +57,62 @@ class Backend(Protocol):
 
 @dataclass
 class PromptEmbeds:
-    """Text-encoder states for the prompt and (with guidance) the negative prompt."""
+    """Text-encoder states for the prompt and (with guidance) the negative prompt.
+
+    ``cond`` and ``uncond`` are (1, 77·chunks, width): both have the same number of
+    chunks so classifier-free guidance can batch them. ``tokens`` counts the prompt's
+    own tokens (no BOS/EOS), ``negative_tokens`` the negative prompt's.
+    """
 
     cond: Any
     uncond: Any | None
+    tokens: int = 0
+    negative_tokens: int = 0
+    chunks: int = 1
+
+    def describe(self) -> dict[str, int]:
+        """The manifest's prompt fields."""
+        return {
+            "prompt_tokens": self.tokens,
+            "negative_prompt_tokens": self.negative_tokens,
+            "prompt_chunks": self.chunks,
+        }
+
+
+def prompt_token_ids(tokenizer: Any, text: str) -> list[int]:
+    """The prompt's token ids, without BOS/EOS and without any truncation."""
+    return list(
+        tokenizer(text, add_special_tokens=False, truncation=False, verbose=False).input_ids
+    )
+
+
+def chunk_count(*token_counts: int, context: int = 77) -> int:
+    """Chunks of ``context − 2`` tokens the longest prompt needs (at least one)."""
+    per_chunk = context - 2
+    return max(1, *(math.ceil(n / per_chunk) for n in token_counts))
+
+
+def chunked_token_ids(ids: list[int], tokenizer: Any, chunks: int) -> Any:
+    """Ids → (chunks, context) int64: each row is BOS + up to ``context − 2`` tokens + EOS,
+    padded with the tokenizer's pad token, as the widely used web UIs feed CLIP.
+
+    Each chunk is a complete CLIP input, so every chunk is encoded with its own
+    positions 0…76 and nothing past 77 tokens is cut. A prompt shorter than one chunk
+    gives exactly what ``tokenizer(text, padding="max_length", truncation=True)`` gives.
+    Chunks past the end of ``ids`` hold BOS + EOS + padding (the empty prompt), so a
+    short negative prompt lines up with a long prompt.
+    """
+    import torch
+
+    context = tokenizer.model_max_length
+    per_chunk = context - 2
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    rows = []
+    for k in range(chunks):
+        part = ids[k * per_chunk : (k + 1) * per_chunk]
+        row = [tokenizer.bos_token_id, *part, tokenizer.eos_token_id]
+        rows.append(row + [pad] * (context - len(row)))
+    return torch.tensor(rows, dtype=torch.long)
 
 
 class AnimateDiffBackend:
@@ -81,31 +139,49 @@ class AnimateDiffBackend:
         # DynamicScaler does; a copy keeps the loaded pipeline's scheduler untouched.
         self.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
         self.prediction_type = self.scheduler.config.prediction_type
-        self.alphas_cumprod = self.scheduler.alphas_cumprod.to(torch.float64)
+        # ᾱ stays on the host in float64 numpy: the sampler reads Python floats from it,
+        # and no float64 tensor ever reaches the device (MPS has no float64).
+        self.alphas_cumprod = self.scheduler.alphas_cumprod.double().numpy()
         self.final_alpha = float(self.scheduler.final_alpha_cumprod)
         self.scaling_factor = float(pipe.vae.config.scaling_factor)
+        #: True once a non-finite decode made the VAE run in float32 (see decode_frame).
+        self.vae_upcast = False
+        self.attention = use_sdpa_on_cuda(pipe, self.device)
 
     def timesteps(self, steps: int) -> list[int]:
         self.scheduler.set_timesteps(steps)
         return [int(t) for t in self.scheduler.timesteps]
 
     def encode_prompt(self, prompt: str, negative: str, guidance: float) -> PromptEmbeds:
+        """Encode prompt and negative prompt in 77-token chunks, concatenated.
+
+        CLIP sees 77 positions; a longer prompt is split into chunks of 75 tokens, each
+        encoded as its own CLIP input and the states concatenated along the sequence
+        (the UNet's cross-attention takes any length). The negative prompt gets as many
+        chunks as the prompt (and vice versa), so the two batch for guidance.
+        """
+        tokenizer = self.pipe.tokenizer
+        ids = prompt_token_ids(tokenizer, prompt)
+        negative_ids = prompt_token_ids(tokenizer, negative) if guidance > 1.0 else []
+        chunks = chunk_count(len(ids), len(negative_ids), context=tokenizer.model_max_length)
+        uncond = None
+        if guidance > 1.0:
+            uncond = self._encode_chunks(chunked_token_ids(negative_ids, tokenizer, chunks))
+        return PromptEmbeds(
+            cond=self._encode_chunks(chunked_token_ids(ids, tokenizer, chunks)),
+            uncond=uncond,
+            tokens=len(ids),
+            negative_tokens=len(negative_ids),
+            chunks=chunks,
+        )
+
+    def _encode_chunks(self, ids: Any) -> Any:
+        """(chunks, 77) ids → (1, chunks·77, width) text states on the device."""
         import torch
 
-        def encode(text: str) -> Any:
-            tokens = self.pipe.tokenizer(
-                text,
-                padding="max_length",
-                max_length=self.pipe.tokenizer.model_max_length,
-                truncation=True,
-                return_tensors="pt",
-            )
-            with torch.inference_mode():
-                ids = tokens.input_ids.to(self._module_device(self.pipe.text_encoder))
-                return self.pipe.text_encoder(ids)[0].to(self.device, self.dtype)
-
-        uncond = encode(negative) if guidance > 1.0 else None
-        return PromptEmbeds(cond=encode(prompt), uncond=uncond)
+        with torch.inference_mode():
+            states = self.pipe.text_encoder(ids.to(self._module_device(self.pipe.text_encoder)))[0]
+        return states.reshape(1, -1, states.shape[-1]).to(self.device, self.dtype)
 
     def predict_noise(
         self, latents: Any, timestep: int, prompt: PromptEmbeds, guidance: float
@@ -139,20 +215,57 @@ class AnimateDiffBackend:
         """One latent frame (C, h, W) → uint8 RGB (h·f, W·f, 3), wrapped so no seam is added.
 
         The latent is padded with ``DECODE_PAD`` wrapped columns each side, decoded and
-        cropped: plain VAE decoding treats the left and right edges as borders.
+        cropped: plain VAE decoding treats the left and right edges as borders. A latent
+        or a decoded image holding NaN or ±Inf is never turned into pixels (it would
+        clamp to black or white): see :meth:`decode_finite`.
         """
         import torch
 
         pad = min(DECODE_PAD, latent.shape[-1])
         padded = torch.cat([latent[..., -pad:], latent, latent[..., :pad]], dim=-1)
-        vae = self.pipe.vae
-        with torch.inference_mode():
-            z = (padded.unsqueeze(0) / self.scaling_factor).to(self._module_device(vae), vae.dtype)
-            image = vae.decode(z).sample[0].float()
+        image = self.decode_finite(padded)
         crop = pad * self.vae_factor
         image = image[:, :, crop : image.shape[-1] - crop]
         image = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         return image.permute(1, 2, 0).cpu().numpy()
+
+    def decode_finite(self, latent: Any) -> Any:
+        """Decode (C, h, w) → float image (3, h·f, w·f) in [-1, 1], finite or an error.
+
+        A half-precision VAE can overflow (activations above 65504 become Inf, then
+        NaN): when the decoded image is not finite, the VAE is upcast to float32 for
+        this and every later frame (``vae_upcast`` in the manifest) and the frame is
+        decoded again, as diffusers' ``upcast_vae`` does. A latent that is itself not
+        finite (the UNet overflowed) cannot be rescued by the VAE: one clear error.
+        """
+        import torch
+
+        if not bool(torch.isfinite(latent).all()):
+            raise PanoLoopError(
+                "the denoised latent holds NaN or Inf values (the model overflowed in "
+                f"{str(self.dtype).removeprefix('torch.')})",
+                fix="run again with --dtype float32 (or bfloat16 on a GPU that has it)",
+            )
+        image = self._vae_decode(latent)
+        if not bool(torch.isfinite(image).all()) and self.pipe.vae.dtype != torch.float32:
+            self.pipe.vae.to(torch.float32)
+            self.vae_upcast = True
+            image = self._vae_decode(latent)
+        if not bool(torch.isfinite(image).all()):
+            raise PanoLoopError(
+                "the VAE decoded NaN or Inf pixels even in float32; the model's VAE "
+                "weights are broken",
+                fix="check the model's vae/ folder, or try another model",
+            )
+        return image
+
+    def _vae_decode(self, latent: Any) -> Any:
+        import torch
+
+        vae = self.pipe.vae
+        with torch.inference_mode():
+            z = (latent.unsqueeze(0) / self.scaling_factor).to(self._module_device(vae), vae.dtype)
+            return vae.decode(z).sample[0].float()
 
     def describe(self) -> dict[str, Any]:
         described = {
@@ -164,6 +277,9 @@ class AnimateDiffBackend:
             "window": list(self.window),
             "vae_factor": self.vae_factor,
             "cpu_offload": self.offloaded,
+            "vae_tiling": bool(getattr(self.pipe.vae, "use_tiling", False)),
+            "vae_upcast": self.vae_upcast,
+            "attention": self.attention,
         }
         if self.info.adapter is not None:
             described["motion_adapter"] = self.info.adapter.source
@@ -175,3 +291,23 @@ class AnimateDiffBackend:
 
     def _module_device(self, module: Any) -> Any:
         return self.device if self.offloaded else next(module.parameters()).device
+
+
+def use_sdpa_on_cuda(pipe: Any, device: Any) -> str:
+    """On CUDA, run every attention of the UNet (spatial and motion modules) and the VAE
+    through PyTorch's ``scaled_dot_product_attention`` (flash / memory-efficient kernels:
+    no (tokens × tokens) score matrix, which at a 64×64 window alone would be gigabytes).
+
+    diffusers picks this processor by itself when torch has SDPA; setting it explicitly
+    keeps it so whatever a checkpoint's config asked for. Elsewhere nothing is changed
+    (CPU and MPS keep diffusers' own choice). Returns what the manifest records.
+    """
+    import torch
+
+    if torch.device(device).type != "cuda":
+        return "default"
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    for model in (pipe.unet, pipe.vae):
+        model.set_attn_processor(AttnProcessor2_0())
+    return "sdpa"

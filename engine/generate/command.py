@@ -11,12 +11,75 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BadInput
 from ..jobs import JobContext
 
 HELP = "generate a seamless looping 360° panorama video from a prompt (AnimateDiff)"
+#: Loop length when neither --seconds nor --frames is given: one AnimateDiff window.
+DEFAULT_SECONDS = 2.0
+#: How close seconds × rate must come to a whole number of frames.
+WHOLE = 1e-6
+
+
+@dataclass(frozen=True)
+class LoopTiming:
+    """How long the loop is and at which rates it is denoised and written.
+
+    ``frames`` = seconds × fps are written; ``denoised_frames`` = seconds × model_fps are
+    denoised (the model's own rate, so its motion keeps its natural speed) and the
+    output rate is reached by loop-aware interpolation (:mod:`engine.interpolate`).
+    """
+
+    seconds: float
+    fps: float
+    model_fps: float
+    frames: int
+    denoised_frames: int
+
+
+def loop_timing(
+    seconds: float | None, frames: int | None, fps: float, model_fps: float
+) -> LoopTiming:
+    """Resolve --seconds/--frames/--fps against the model's rate; BadInput naming the values.
+
+    Both counts must be whole: frames written = seconds × fps, frames denoised =
+    seconds × model_fps (refused otherwise, with the nearest lengths that work).
+    """
+    if not (math.isfinite(fps) and fps > 0):
+        raise BadInput(f"fps must be a positive number, got {fps}")
+    if not (math.isfinite(model_fps) and model_fps > 0):
+        raise BadInput(f"--model-fps must be a positive number, got {model_fps}")
+    if frames is not None and frames < 1:
+        raise BadInput(f"frames must be at least 1, got {frames}")
+    if seconds is None:
+        seconds = frames / fps if frames is not None else DEFAULT_SECONDS
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise BadInput(f"seconds must be a positive number, got {seconds}")
+    written = _whole(seconds * fps)
+    if written is None:
+        raise BadInput(f"{seconds:g} s at {fps:g} fps is {seconds * fps:g} frames; "
+                       "a loop needs a whole number")  # fmt: skip
+    if frames is not None and frames != written:
+        raise BadInput(f"--frames {frames} disagrees with --seconds {seconds:g} at {fps:g} fps "
+                       f"({seconds * fps:g} frames); give one of them")  # fmt: skip
+    denoised = _whole(seconds * model_fps)
+    if denoised is None:
+        exact = seconds * model_fps
+        low, high = math.floor(exact) / model_fps, math.ceil(exact) / model_fps
+        raise BadInput(
+            f"{seconds:g} s at the model's {model_fps:g} frames/s is {exact:g} frames to denoise; "
+            f"a loop needs a whole number: choose {low:g} or {high:g} seconds",
+            fix="seconds × 8 must be whole for AnimateDiff (or set --model-fps)",
+        )
+    return LoopTiming(seconds, fps, model_fps, written, denoised)
+
+
+def _whole(value: float) -> int | None:
+    nearest = round(value)
+    return nearest if nearest >= 1 and abs(value - nearest) <= WHOLE else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +94,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--negative", default="", help="negative prompt (with --guidance > 1)")
     parser.add_argument("--width", type=int, default=2048, help="pixels, twice the height")
     parser.add_argument("--height", type=int, default=1024, help="pixels")
-    parser.add_argument("--frames", type=int, default=16, help="frames in the loop")
-    parser.add_argument("--fps", type=float, default=8.0, help="frame rate of the MP4")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        help=f"length of the loop (default {DEFAULT_SECONDS:g}); frames written = seconds × fps",
+    )
+    parser.add_argument(
+        "--frames", type=int, help="frames written (instead of --seconds: seconds = frames / fps)"
+    )
+    parser.add_argument("--fps", type=float, default=8.0, help="frame rate of the output")
+    parser.add_argument(
+        "--model-fps",
+        type=float,
+        help="rate the model denoises at (default: its own, 8 for AnimateDiff); "
+        "frames denoised = seconds × model fps, the rest are interpolated",
+    )
     parser.add_argument("--steps", type=int, default=25, help="denoising steps")
     parser.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same frames)")
@@ -99,12 +175,13 @@ def parse_latitudes(text: str) -> tuple[float, ...]:
 def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     """Check everything, load the model, sample, decode and write the folder atomically."""
     from ..media import check_output_free
+    from .backends import ANIMATEDIFF_FPS
     from .loading import inspect_model
     from .sampler import GenerateRequest, check_request_numbers, check_request_sizes
 
     # 1. Check inputs: nothing loads and nothing is written before all of them pass.
-    if args.fps <= 0 or not math.isfinite(args.fps):
-        raise BadInput(f"fps must be a positive number, got {args.fps}")
+    model_fps = args.model_fps if args.model_fps is not None else ANIMATEDIFF_FPS
+    timing = loop_timing(args.seconds, args.frames, args.fps, model_fps)
     if args.sphere_longitudes < 1:
         raise BadInput(f"--sphere-longitudes must be at least 1, got {args.sphere_longitudes}")
     if args.window_frames < 1:
@@ -119,7 +196,7 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
         negative=args.negative,
         width=args.width,
         height=args.height,
-        frames=args.frames,
+        frames=timing.denoised_frames,
         steps=args.steps,
         guidance=args.guidance,
         seed=args.seed,
@@ -138,6 +215,7 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
         )
     window = (args.window_frames, info.sample_size, info.sample_size)
     check_request_sizes(request, info.vae_factor, info.align, window)
+    vae_tiling = check_memory(args, info, request, timing)
     # 2. Load, sample, decode, write.
     from .loading import load_animatediff
 
@@ -150,19 +228,61 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
             offline=args.offline,
             cpu_offload=args.cpu_offload,
             vae_slicing=args.vae_slicing,
-            vae_tiling=args.vae_tiling,
+            vae_tiling=vae_tiling,
         )
-    return generate_to_folder(backend, request, args.out, ctx, fps=args.fps)
+    extra = {"vae_tiling_auto": vae_tiling and not args.vae_tiling}
+    return generate_to_folder(backend, request, args.out, ctx, timing=timing, extra=extra)
+
+
+def check_memory(
+    args: argparse.Namespace, info: object, request: object, timing: LoopTiming
+) -> bool:
+    """Estimate the job's peak memory from the model's configs and refuse (BadInput, with
+    the numbers and what to change) one that cannot fit, before any weight loads.
+
+    Returns whether the VAE decodes in tiles (asked for, or by itself at 4096 px and wider).
+    """
+    from .loading import pick_device, pick_dtype
+    from .memory import JobSize, auto_vae_tiling, check_fits, dtype_name, read_model_shape
+
+    device = pick_device(args.device)
+    vae_tiling = auto_vae_tiling(request.width, args.vae_tiling)
+    adapter = info.adapter.folder if info.adapter is not None else None
+    job = JobSize(
+        width=request.width,
+        height=request.height,
+        denoised_frames=timing.denoised_frames,
+        output_frames=timing.frames,
+        window=(args.window_frames, info.sample_size, info.sample_size),
+        guidance=request.guidance > 1.0,
+        dtype=dtype_name(pick_dtype(args.dtype, device)),
+        cpu_offload=args.cpu_offload,
+        vae_tiling=vae_tiling,
+    )
+    check_fits(read_model_shape(info.folder, adapter), job, device)
+    return vae_tiling
 
 
 def generate_to_folder(
-    backend: object, request: object, out: Path, ctx: JobContext, *, fps: float
+    backend: object,
+    request: object,
+    out: Path,
+    ctx: JobContext,
+    *,
+    fps: float | None = None,
+    timing: LoopTiming | None = None,
+    extra: dict | None = None,
 ) -> Path:
-    """Sample and decode ``request`` with ``backend``, then write the output folder.
+    """Sample and decode ``request`` with ``backend``, interpolate to the output rate,
+    then write the output folder.
 
+    ``timing`` gives the rates (without it, the denoised frames are written at ``fps``).
     Frames are sampled before the temporary folder exists, so a cancel or failure
     while sampling leaves nothing at all on disk.
     """
+    if timing is None:
+        rate = fps if fps is not None else 8.0
+        timing = LoopTiming(request.frames / rate, rate, rate, request.frames, request.frames)
     from ..media import (
         FRAMES_DIR,
         PREVIEW_NAME,
@@ -177,23 +297,30 @@ def generate_to_folder(
 
     result = sample_latent(backend, request, ctx)
     frames = decode_video(backend, result.latent, ctx)
+    frames = interpolate_to_rate(frames, timing, ctx)
     with atomic_output_dir(out) as tmp:
         with ctx.timed("write"):
             (tmp / FRAMES_DIR).mkdir()
             for index, frame in enumerate(frames):
                 ctx.cancel.check()
                 write_image(frame_path(tmp / FRAMES_DIR, index, frame.dtype), frame)
-            encode_mp4(frames, tmp / PREVIEW_NAME, fps)
+            encode_mp4(frames, tmp / PREVIEW_NAME, timing.fps)
         height, width = frames[0].shape[:2]
         manifest = panorama_manifest(
             width=width,
             height=height,
             frames=len(frames),
-            fps=fps,
+            fps=timing.fps,
             loop=True,
             kind="generate",
             prompt=request.prompt,
             negative_prompt=request.negative,
+            **result.prompt_info,
+            seconds=timing.seconds,
+            model_fps=timing.model_fps,
+            denoised_frames=timing.denoised_frames,
+            interpolation=INTERPOLATION if timing.frames != timing.denoised_frames else None,
+            **(extra or {}),
             seed=request.seed,
             steps=request.steps,
             guidance=request.guidance,
@@ -215,3 +342,19 @@ def generate_to_folder(
         )
         write_manifest(tmp, manifest)
     return out
+
+
+#: What the manifest records for the frame-rate interpolation.
+INTERPOLATION = "loop-aware optical flow (OpenCV DIS, both ways)"
+
+
+def interpolate_to_rate(frames: list, timing: LoopTiming, ctx: JobContext) -> list:
+    """The denoised loop → ``timing.frames`` frames at the output rate (loop-aware)."""
+    if timing.frames == len(frames):
+        return frames
+    from ..interpolate import interpolate_loop
+
+    with ctx.timed("interpolate"):  # ctx.step honours a cancel before every frame
+        return interpolate_loop(
+            frames, timing.frames, step=lambda k, n: ctx.step("interpolate", k, n)
+        )

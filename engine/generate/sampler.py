@@ -63,6 +63,7 @@ class SampleResult:
     latent: torch.Tensor
     stages: list[sch.Stage]
     window_pixels: list[float] = field(default_factory=list)  # per step, per latent pixel
+    prompt_info: dict[str, int] = field(default_factory=dict)  # tokens and chunks, if any
 
 
 def check_request(request: GenerateRequest, backend: Any) -> None:
@@ -136,6 +137,8 @@ def sample_latent(backend: Any, request: GenerateRequest, ctx: JobContext) -> Sa
     shape = (backend.latent_channels, request.frames, H // scale, W // scale)
     x = _noise(shape, generator, backend.device)
     result = SampleResult(latent=x, stages=stages)
+    if hasattr(embeds, "describe"):
+        result.prompt_info = embeds.describe()
     total = sum(s.stop - s.start for s in stages)
     done = 0
     # 5. Denoising loop, stage by stage (Global Motion Guidance when there is a coarse pass).
@@ -242,7 +245,10 @@ class _StepState:
         weight = torch.zeros(F, H * W, dtype=x.dtype, device=x.device)
         for view in views:
             x0, _ = self.predict(gather(x, view))
-            weights = torch.as_tensor(sch.blend_weights(view, (F, H, W)), device=x.device)
+            # The tent is built in float64 numpy on the host; the device never sees
+            # float64 (MPS has none), so it crosses as the latent's own dtype.
+            tent = sch.blend_weights(view, (F, H, W)).astype(np.float32)
+            weights = torch.from_numpy(tent).to(x.device, x.dtype)
             accumulate(total, weight, view, x0, weights)
         x0 = (total / weight).view_as(x)
         eps = (x - self.a_t**0.5 * x0) / (1 - self.a_t) ** 0.5

@@ -1,0 +1,133 @@
+"""The memory estimate (engine.generate.memory) against measured peaks, full-size models.
+
+Builds the full-size AnimateDiff UNet (SD 1.5 UNet + v1.5 motion adapter, from their
+default configs, random weights: memory does not depend on weight values) and SD's VAE,
+in float32 on the CPU, and measures each part the estimate models, each in its own
+process: the peak RSS of one UNet call with guidance (batch 2 × frames) on a window,
+and of one frame's decode (wrapped columns included), over the RSS once the model has
+loaded. Each is printed beside the estimate for the same shape; the ratio
+measured / estimated is what ``UNET_CALIBRATION`` and ``VAE_WORKING`` were fitted to.
+
+Run: ``.venv/bin/python bench/memory.py [--threads 2]``; a few minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine.generate.memory import (  # noqa: E402
+    JobSize,
+    ModelShape,
+    unet_call_bytes,
+    vae_decode_bytes,
+)
+
+SD15 = ModelShape(
+    unet_channels=(320, 640, 1280, 1280),
+    unet_layers=2,
+    unet_attention=(True, True, True, False),
+    vae_channels=(128, 256, 512, 512),
+    vae_sample_size=512,
+    latent_channels=4,
+    vae_factor=8,
+    component_params={},
+)
+#: (frames, latent rows, latent cols) of the UNet calls measured.
+UNET_CASES = ((2, 24, 24), (2, 32, 32), (4, 32, 32))
+#: Latent (rows, cols) of the frames decoded (before the 2 × 8 wrapped columns).
+VAE_CASES = ((16, 32), (32, 64))
+
+
+def read_status() -> dict[str, int]:
+    values = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(("VmRSS", "VmHWM")):
+            key, rest = line.split(":", 1)
+            values[key] = int(rest.split()[0]) * 1024
+    return values
+
+
+def measure(kind: str, case: list[int]) -> dict:
+    import torch
+
+    torch.manual_seed(0)
+    if kind == "unet":
+        from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
+
+        unet = UNetMotionModel.from_unet2d(
+            UNet2DConditionModel(sample_size=64, cross_attention_dim=768), MotionAdapter()
+        ).eval()
+        frames, rows, cols = case
+        sample = torch.randn(2, 4, frames, rows, cols)
+        states = torch.randn(2 * frames, 77, 768)
+        run = lambda: unet(sample, torch.tensor(500), encoder_hidden_states=states)  # noqa: E731
+    else:
+        from diffusers import AutoencoderKL
+
+        vae = AutoencoderKL(
+            block_out_channels=(128, 256, 512, 512),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            layers_per_block=2,
+            latent_channels=4,
+            sample_size=512,
+        ).eval()
+        rows, cols = case
+        z = torch.randn(1, 4, rows, cols + 16)
+        run = lambda: vae.decode(z)  # noqa: E731
+    with torch.inference_mode():
+        Path("/proc/self/clear_refs").write_text("5")
+        loaded = read_status()["VmRSS"]
+        run()
+    return {"extra": read_status()["VmHWM"] - loaded}
+
+
+def child(kind: str, case: tuple[int, ...], threads: int) -> int:
+    cmd = [sys.executable, __file__, "--measure", kind, "--case", ",".join(map(str, case)),
+           "--threads", str(threads)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if done.returncode or not lines:
+        raise SystemExit(f"measurement failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1])["extra"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--measure", choices=("unet", "vae"), help=argparse.SUPPRESS)
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        case = [int(v) for v in args.case.split(",")]
+        print(json.dumps(measure(args.measure, case)))
+        return 0
+    mib = 1 << 20
+    print("UNet call with guidance (SD 1.5 + v1.5 adapter, float32, CPU): measured / estimated")
+    for case in UNET_CASES:
+        job = JobSize(case[2] * 16, case[1] * 8, case[0], case[0], case, True, "float32")
+        measured, estimated = child("unet", case, args.threads), unet_call_bytes(SD15, job)
+        print(f"   window {case} (F, h, w): {measured / mib:7.0f} MiB / {estimated / mib:7.0f} MiB"
+              f" = {measured / estimated:.2f}")  # fmt: skip
+    print("VAE decode of one frame (SD VAE, float32, CPU, 8 wrapped columns each side)")
+    for rows, cols in VAE_CASES:
+        job = JobSize(cols * 8, rows * 8, 1, 1, (1, 64, 64), True, "float32")
+        measured = child("vae", (rows, cols), args.threads)
+        estimated = vae_decode_bytes(SD15, job)
+        print(f"   {cols * 8}x{rows * 8} px: {measured / mib:7.0f} MiB / {estimated / mib:7.0f} MiB"
+              f" = {measured / estimated:.2f}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

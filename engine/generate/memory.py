@@ -1,0 +1,423 @@
+"""Memory before the run: estimate a generate job's peak from the model's configs, refuse
+what cannot fit, and say what to change.
+
+Everything here reads JSON configs and safetensors *headers* only (a few KiB per file),
+so it runs before any weight loads. Two budgets are checked:
+
+- **device** (the GPU's free memory; on the CPU the machine's available RAM): the
+  weights, plus the larger of one UNet call and one frame's VAE decode (they never run
+  at once), plus the ring latent and its working copies;
+- **host** (RAM): the decoded frames and, when the rate is interpolated, the output
+  frames, held until they are written. On the CPU both budgets are the same RAM and
+  are added.
+
+Assumptions (each term is a stated model, not a measurement of this machine):
+
+- Weights: the parameter count from the safetensors headers of the components that
+  load (UNet, motion adapter, VAE, text encoder), at the run's dtype. With CPU offload
+  only the largest component sits on the device at a time.
+- UNet activations, one window call: batch B = window frames × 2 with guidance (× 1
+  without), latent window h × w. Attention runs through memory-efficient scaled
+  dot-product attention (no tokens × tokens matrix: PyTorch's SDPA on CUDA and CPU).
+  Held at once: the skip connections of the down path (``conv_in`` output, every
+  down-block ResNet output and every downsampler output), plus the working set of the
+  widest transformer block, ``TRANSFORMER_WORKING`` × channels × tokens at its level
+  (GEGLU feed-forward: its 8·C projection, the 4·C gate and product, the residual).
+  ``UNET_CALIBRATION`` scales the sum to what was measured (see below).
+- VAE decode, one frame: the frame plus ``DECODE_PAD`` wrapped latent columns each side;
+  held at once at each decoder level, ``VAE_WORKING`` × the level's input channels ×
+  its pixels (a ResNet's input, its normalised copy and its output, the upsampler's
+  nearest-neighbour copy); the peak is the widest level, full resolution with SD's VAE.
+  With VAE tiling the decoder sees one tile (``sample_size`` pixels square) at a time
+  and the blended tiles of the frame (3 channels, float32, 25% overlap) are held.
+- Latents: the ring latent (C, F, H/f, W/f) in float32 and ``LATENT_COPIES`` working
+  copies (the step's output, the blended tail's sums and weights, gathered windows).
+- Host frames: denoised frames and output frames as 8-bit RGB, plus the interpolation's
+  few float32 frames.
+
+Calibration: ``UNET_CALIBRATION`` and ``VAE_WORKING`` were fitted to peak-RSS
+measurements of the full-size SD 1.5 + v1.5 motion adapter UNet and SD's VAE (random
+weights, float32, CPU; see the README's benchmark table); ``TRANSFORMER_WORKING`` and
+the skip sum are the structural model the calibration scales.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadInput
+
+GIB = 1 << 30
+#: Feed-forward working set of a transformer block, in units of its channels × tokens.
+TRANSFORMER_WORKING = 18
+#: Measured / modelled peak of one UNet call (fitted, see the module docstring).
+UNET_CALIBRATION = 1.0
+#: Tensors of a decoder level's input size held at once while decoding (fitted).
+VAE_WORKING = 3.0
+#: Working copies of the ring latent besides the latent itself.
+LATENT_COPIES = 4
+#: Widths at and above which the VAE decodes in tiles by itself (pixels).
+AUTO_TILING_WIDTH = 4096
+#: 2:1 sizes offered when a job does not fit, largest first (pixels wide).
+SUGGESTED_WIDTHS = (5760, 4096, 2048, 1024)
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+#: safetensors dtype names → bytes per element (for counting parameters).
+SAFETENSORS_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I8": 1,
+                     "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}  # fmt: skip
+DECODE_PAD = 8  # the backend's wrapped columns each side (backends.DECODE_PAD)
+SHARD = re.compile(r"-\d{5}-of-\d{5}")
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the estimate needs from a model, read from its configs and weight headers."""
+
+    unet_channels: tuple[int, ...]  # block_out_channels
+    unet_layers: int  # layers_per_block
+    unet_attention: tuple[bool, ...]  # per level: has a transformer block
+    vae_channels: tuple[int, ...]  # block_out_channels (encoder order)
+    vae_sample_size: int  # pixels of one VAE tile
+    latent_channels: int
+    vae_factor: int
+    component_params: dict[str, int]  # parameters per loaded component
+
+
+@dataclass(frozen=True)
+class JobSize:
+    """The job the estimate is for (pixels, frame counts, options)."""
+
+    width: int
+    height: int
+    denoised_frames: int
+    output_frames: int
+    window: tuple[int, int, int]  # (frames, latent rows, latent cols) of one UNet call
+    guidance: bool
+    dtype: str  # "float32" | "float16" | "bfloat16"
+    cpu_offload: bool = False
+    vae_tiling: bool = False
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Peak bytes by part; ``device`` and ``host`` are what the budgets are checked against."""
+
+    weights: int
+    unet_call: int
+    vae_decode: int
+    latents: int
+    frames: int
+
+    @property
+    def device(self) -> int:
+        return self.weights + max(self.unet_call, self.vae_decode) + self.latents
+
+    @property
+    def host(self) -> int:
+        return self.frames
+
+    def parts(self, frames: bool = False) -> str:
+        """``weights 2.8, UNet call 1.8 or VAE decode 3.1, latents 0.3 GiB`` (+ frames)."""
+        text = (f"weights {gib(self.weights)}, UNet call {gib(self.unet_call)} or VAE decode "
+                f"{gib(self.vae_decode)}, latents {gib(self.latents)}")  # fmt: skip
+        return text + (f", frames {gib(self.frames)}" if frames else "") + " GiB"
+
+
+def gib(value: float) -> str:
+    return f"{value / GIB:.1f}"
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_model_shape(folder: Path, adapter_folder: Path | None = None) -> ModelShape:
+    """The shape of a diffusers AnimateDiff/SD folder (and motion adapter), configs only.
+
+    Missing config keys fall back to the diffusers defaults of the classes
+    (``UNet2DConditionModel``, ``AutoencoderKL``).
+    """
+    unet = _config(folder / "unet" / "config.json")
+    vae = _config(folder / "vae" / "config.json")
+    down = unet.get("down_block_types") or ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"]
+    vae_channels = tuple(int(c) for c in vae.get("block_out_channels") or (64,))
+    params = {name: count_params(folder / name) for name in ("unet", "vae", "text_encoder")}
+    if adapter_folder is not None:
+        params["motion_adapter"] = count_params(adapter_folder)
+    return ModelShape(
+        unet_channels=tuple(
+            int(c) for c in unet.get("block_out_channels") or (320, 640, 1280, 1280)
+        ),
+        unet_layers=int(unet.get("layers_per_block") or 2),
+        unet_attention=tuple("CrossAttn" in str(kind) for kind in down),
+        vae_channels=vae_channels,
+        vae_sample_size=int(vae.get("sample_size") or 512),
+        latent_channels=int(vae.get("latent_channels") or 4),
+        vae_factor=2 ** (len(vae_channels) - 1),
+        component_params=params,
+    )
+
+
+def _config(path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def count_params(folder: Path) -> int:
+    """Parameters of the weights in ``folder``, from safetensors headers (no tensor data).
+
+    Files of one variant (``model.safetensors``, ``model.fp16.safetensors``, shards
+    ``-0000k-of-0000n`` summed) are counted once: the largest variant. A file whose
+    header cannot be read counts as its size in float32.
+    """
+    variants: dict[str, int] = {}
+    for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else ():
+        key = SHARD.sub("", path.name)
+        variants[key] = variants.get(key, 0) + _file_params(path)
+    return max(variants.values(), default=0)
+
+
+def _file_params(path: Path) -> int:
+    try:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if length > 100 << 20:
+                raise ValueError("header too large")
+            header = json.loads(handle.read(length))
+        total = 0
+        for name, entry in header.items():
+            if name == "__metadata__":
+                continue
+            start, stop = entry["data_offsets"]
+            total += (stop - start) // SAFETENSORS_BYTES.get(entry["dtype"], 4)
+        return total
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        return os.path.getsize(path) // 4 if path.is_file() else 0
+
+
+# --------------------------------------------------------------------------- estimate
+
+
+def estimate(shape: ModelShape, job: JobSize) -> MemoryEstimate:
+    """The peak memory of ``job`` on a model of ``shape`` (see the module docstring)."""
+    size = DTYPE_BYTES[job.dtype]
+    params = shape.component_params
+    if job.cpu_offload:
+        # The UNet and its motion modules are one model under offload; the rest waits.
+        unet = params.get("unet", 0) + params.get("motion_adapter", 0)
+        weights = max(unet, params.get("vae", 0), params.get("text_encoder", 0)) * size
+    else:
+        weights = sum(params.values()) * size
+    return MemoryEstimate(
+        weights=weights,
+        unet_call=unet_call_bytes(shape, job),
+        vae_decode=vae_decode_bytes(shape, job),
+        latents=latent_bytes(shape, job),
+        frames=frame_bytes(job),
+    )
+
+
+def unet_call_bytes(shape: ModelShape, job: JobSize) -> int:
+    """Peak activations of one UNet call on one window (bytes)."""
+    frames, rows, cols = job.window
+    batch = frames * (2 if job.guidance else 1)
+    tokens = rows * cols
+    skips = shape.unet_channels[0] * tokens  # conv_in's output
+    working = 0
+    last = len(shape.unet_channels) - 1
+    for level, channels in enumerate(shape.unet_channels):
+        level_tokens = tokens / 4**level
+        skips += shape.unet_layers * channels * level_tokens
+        if level < last:
+            skips += channels * level_tokens / 4  # the downsampler's output
+        if level < len(shape.unet_attention) and shape.unet_attention[level]:
+            working = max(working, TRANSFORMER_WORKING * channels * level_tokens)
+        else:
+            working = max(working, 4 * channels * level_tokens)  # a ResNet's tensors
+    per_item = (skips + working) * UNET_CALIBRATION
+    return int(batch * per_item * DTYPE_BYTES[job.dtype])
+
+
+def vae_decode_bytes(shape: ModelShape, job: JobSize) -> int:
+    """Peak activations of decoding one frame (bytes), wrapped columns included."""
+    f = shape.vae_factor
+    if job.vae_tiling:
+        side = shape.vae_sample_size
+        rows, cols = side, side
+        # Every decoded tile of the frame is kept before blending: 3 channels, float32,
+        # tiles overlapping by a quarter.
+        held = 3 * 4 * job.height * (job.width + 2 * DECODE_PAD * f) / 0.75**2
+    else:
+        rows, cols = job.height, job.width + 2 * DECODE_PAD * f
+        held = 0
+    peak = 0.0
+    channels = list(reversed(shape.vae_channels))  # decoder order: deepest first
+    for level, width in enumerate(channels):
+        pixels = rows * cols / 4 ** (len(channels) - 1 - level)
+        incoming = channels[level - 1] if level else width
+        # The level's input is upsampled to its resolution before its ResNets run.
+        peak = max(peak, VAE_WORKING * max(width, incoming) * pixels)
+    return int(peak * DTYPE_BYTES[job.dtype] + held)
+
+
+def latent_bytes(shape: ModelShape, job: JobSize) -> int:
+    """The ring latent in float32 with its working copies (bytes)."""
+    f = shape.vae_factor
+    cells = shape.latent_channels * job.denoised_frames * (job.height // f) * (job.width // f)
+    return int(cells * 4 * (1 + LATENT_COPIES))
+
+
+def frame_bytes(job: JobSize) -> int:
+    """Decoded and output 8-bit frames held in RAM until written, plus working frames."""
+    frame = job.width * job.height * 3
+    held = job.denoised_frames + (
+        job.output_frames if job.output_frames != job.denoised_frames else 0
+    )
+    return int(frame * held + 6 * frame * 4)
+
+
+# --------------------------------------------------------------------------- budgets
+
+
+#: How a refusal names the budget of each device kind.
+BUDGET_WORDS = {"cuda": "this GPU has", "mps": "this Mac's GPU has", "cpu": "this machine has"}
+
+
+def available_memory(device: str) -> int | None:
+    """Bytes free for this job on ``device``; None when unknown.
+
+    CUDA: the GPU's free memory (``torch.cuda.mem_get_info``). MPS: Metal's recommended
+    working set minus what is allocated. CPU: the machine's available RAM (psutil, which
+    accelerate brings; ``/proc/meminfo`` otherwise).
+    """
+    import torch
+
+    kind = torch.device(device).type
+    if kind == "cuda":
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    if kind == "mps" and hasattr(torch.mps, "recommended_max_memory"):
+        return int(torch.mps.recommended_max_memory() - torch.mps.current_allocated_memory())
+    return host_available()
+
+
+def host_available() -> int | None:
+    """Available RAM in bytes, or None when it cannot be read."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:  # pragma: no cover - accelerate brings psutil
+        pass
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_fits(
+    shape: ModelShape,
+    job: JobSize,
+    device: str,
+    *,
+    free: int | None = None,
+    host: int | None = None,
+) -> MemoryEstimate:
+    """Refuse (BadInput, one line with the numbers and what to change) a job that cannot fit.
+
+    ``free`` and ``host`` override the measured budgets (tests, planning). A budget that
+    cannot be measured is not checked: a job is never refused on a guess.
+    """
+    import torch
+
+    kind = torch.device(device).type
+    on_cpu = kind == "cpu"
+    if free is None:
+        free = available_memory(device)
+    if host is None:
+        host = free if on_cpu else host_available()
+    need = estimate(shape, job)
+    device_need = need.device + (need.host if on_cpu else 0)
+    short_device = free is not None and device_need > free
+    short_host = not on_cpu and host is not None and need.host > host
+    if not (short_device or short_host):
+        return need
+    made = f"generate {job.width}x{job.height} ({job.denoised_frames} frames denoised, "
+    made += f"{job.output_frames} written)"
+    if short_device:
+        where = BUDGET_WORDS.get(kind, "this device has")
+        said = (f"{made} needs about {gib(device_need)} GiB ({need.parts(on_cpu)}), "
+                f"but {where} {gib(free)} GiB free")  # fmt: skip
+    else:
+        said = (f"{made} needs about {gib(need.host)} GiB of RAM for its frames, "
+                f"but this machine has {gib(host)} GiB available")  # fmt: skip
+    raise BadInput(f"{said}: {what_to_change(shape, job, device, free, host)}")
+
+
+def what_to_change(
+    shape: ModelShape, job: JobSize, device: str, free: int | None, host: int | None
+) -> str:
+    """The smallest change that fits: an option, then a smaller size, then fewer frames."""
+    import torch
+
+    on_cpu = torch.device(device).type == "cpu"
+
+    def fits(candidate: JobSize) -> bool:
+        need = estimate(shape, candidate)
+        device_need = need.device + (need.host if on_cpu else 0)
+        return (free is None or device_need <= free) and (
+            on_cpu or host is None or need.host <= host
+        )
+
+    options = []
+    if not on_cpu and not job.cpu_offload:
+        options.append(("--cpu-offload", {"cpu_offload": True}))
+    if not job.vae_tiling:
+        options.append(("--vae-tiling", {"vae_tiling": True}))
+    for flag, change in options:
+        if fits(_replace(job, **change)):
+            return f"add {flag}"
+    if len(options) == 2 and fits(_replace(job, cpu_offload=True, vae_tiling=True)):
+        return "add --cpu-offload and --vae-tiling"
+    for width in SUGGESTED_WIDTHS:
+        if width < job.width:
+            smaller = _replace(
+                job,
+                width=width,
+                height=width // 2,
+                vae_tiling=width >= AUTO_TILING_WIDTH or job.vae_tiling,
+            )
+            if fits(smaller):
+                return f"choose {width}x{width // 2}"
+    return "choose a smaller size and fewer frames, or a machine with more memory"
+
+
+def _replace(job: JobSize, **changes: Any) -> JobSize:
+    values = {name: getattr(job, name) for name in JobSize.__dataclass_fields__}
+    values.update(changes)
+    return JobSize(**values)
+
+
+def auto_vae_tiling(width: int, asked: bool) -> bool:
+    """VAE tiling is on when asked for, and by itself at widths ≥ ``AUTO_TILING_WIDTH``."""
+    return asked or width >= AUTO_TILING_WIDTH
+
+
+def latent_window(window_frames: int, sample_size: int) -> tuple[int, int, int]:
+    """One UNet call's (frames, rows, cols) in latent pixels."""
+    return (window_frames, sample_size, sample_size)
+
+
+def dtype_name(dtype: Any) -> str:
+    """``torch.float16`` → ``"float16"``."""
+    return str(dtype).removeprefix("torch.")
