@@ -3,7 +3,8 @@
 Builds the full-size AnimateDiff UNet (SD 1.5 UNet + v1.5 motion adapter, from their
 default configs, random weights: memory does not depend on weight values) and SD's VAE,
 in float32 on the CPU, and measures each part the estimate models, each in its own
-process: the peak RSS of one UNet call with guidance (batch 2 × frames) on a window,
+process (glibc told to map large blocks so that freed memory leaves the resident set):
+the peak RSS of one UNet call with guidance (batch 2 × frames) on a window,
 and of one frame's decode (wrapped columns included), over the RSS once the model has
 loaded. Each is printed beside the estimate for the same shape; the ratio
 measured / estimated is what ``UNET_CALIBRATION`` and ``VAE_WORKING`` were fitted to.
@@ -14,7 +15,9 @@ Run: ``.venv/bin/python bench/memory.py [--threads 2]``; a few minutes on 2 core
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,9 +43,9 @@ SD15 = ModelShape(
     component_params={},
 )
 #: (frames, latent rows, latent cols) of the UNet calls measured.
-UNET_CASES = ((2, 24, 24), (2, 32, 32), (4, 32, 32))
+UNET_CASES = ((2, 32, 32), (2, 48, 48), (4, 48, 48))
 #: Latent (rows, cols) of the frames decoded (before the 2 × 8 wrapped columns).
-VAE_CASES = ((16, 32), (32, 64))
+VAE_CASES = ((32, 64), (64, 128))
 
 
 def read_status() -> dict[str, int]:
@@ -83,6 +86,8 @@ def measure(kind: str, case: list[int]) -> dict:
         z = torch.randn(1, 4, rows, cols + 16)
         run = lambda: vae.decode(z)  # noqa: E731
     with torch.inference_mode():
+        # Give back what building the model freed, so the peak counts only the call.
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
         Path("/proc/self/clear_refs").write_text("5")
         loaded = read_status()["VmRSS"]
         run()
@@ -92,7 +97,10 @@ def measure(kind: str, case: list[int]) -> dict:
 def child(kind: str, case: tuple[int, ...], threads: int) -> int:
     cmd = [sys.executable, __file__, "--measure", kind, "--case", ",".join(map(str, case)),
            "--threads", str(threads)]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    # Every allocation of 64 KiB or more is its own mapping, returned when freed: the
+    # resident set then follows the live tensors (glibc would otherwise keep freed heap).
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
     if done.returncode or not lines:
         raise SystemExit(f"measurement failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")
