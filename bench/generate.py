@@ -182,6 +182,7 @@ def measure(args: argparse.Namespace) -> None:
 
     from engine.generate.loading import inspect_model, load_animatediff
     from engine.generate.sampler import GenerateRequest, _StepState, sample_latent
+    from engine.generate.steprule import step_rule
     from engine.jobs import JobContext
 
     torch.set_num_threads(args.threads)
@@ -215,14 +216,15 @@ def measure(args: argparse.Namespace) -> None:
         window = sch.WindowGrid(backend.window, backend.align)
         x = torch.randn(backend.latent_channels, *grid, device=backend.device)
         t = backend.timesteps(args.steps)[0]
-        a = float(backend.alphas_cumprod[t])
+        rule = step_rule(backend)
         step = _StepState(
             backend,
+            rule,
             embeds,
             request.guidance,
             t,
-            a,
-            backend.final_alpha,
+            rule.level(t),
+            rule.final_level,
             torch.Generator().manual_seed(0),
             ctx,
         )

@@ -1,11 +1,13 @@
 """The denoising loop on the ring latent, and the wrapped decode.
 
 Reads like a diffusers pipeline: 1. check inputs → 2. encode prompt → 3. timesteps →
-4. latents → 5. denoising loop (stage by stage) → 6. decode. Every step takes a DDIM
-(η = 0) update per view: predict ε for the view's window, form x̂₀, step to the next
-noise level and write the view's cells back. Views of one step may overlap (sphere
-views, wrapped windows, edge bands, camera views): a cell already written this step is
-pushed back one noise level with the exact forward-diffusion step before a later view
+4. latents → 5. denoising loop (stage by stage) → 6. decode. Every step takes the
+backend's step rule (:mod:`.steprule`: DDIM η = 0 on ε for AnimateDiff, the flow-match
+Euler step on velocity for Wan) per view: predict for the view's window, form x̂₀ and
+ε̂, step to the next noise level and write the view's cells back. Views of one step
+may overlap (sphere views, wrapped windows, edge bands, camera views): a cell already
+written this step is
+pushed back one noise level with the rule's exact forward step before a later view
 reads it, and the last writer wins — never an average, so the noise stays Gaussian.
 The one exception is the blended tail (the last steps, nearly clean): there the clean
 estimates of two tilings half a window apart are averaged with border-tapered weights,
@@ -31,6 +33,7 @@ from ..errors import BadInput
 from ..jobs import JobContext
 from . import schedule as sch
 from .ring import View, accumulate, gather, gather_mask, mark_written, scatter
+from .steprule import StepRule, step_rule
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,13 @@ class SampleResult:
 def check_request(request: GenerateRequest, backend: Any) -> None:
     """Refuse a request the backend cannot sample, naming the value (BadInput)."""
     check_request_numbers(request)
-    check_request_sizes(request, backend.vae_factor, backend.align, backend.window)
+    check_request_sizes(
+        request,
+        backend.vae_factor,
+        backend.align,
+        backend.window,
+        time_factor=getattr(backend, "time_factor", 1),
+    )
 
 
 def check_request_numbers(request: GenerateRequest) -> None:
@@ -98,9 +107,23 @@ def check_request_numbers(request: GenerateRequest) -> None:
 
 
 def check_request_sizes(
-    request: GenerateRequest, vae_factor: int, align: int, window: tuple[int, int, int]
+    request: GenerateRequest,
+    vae_factor: int,
+    align: int,
+    window: tuple[int, int, int],
+    *,
+    time_factor: int = 1,
 ) -> None:
-    """Sizes against the model: multiples of the VAE × UNet factor, at least one window."""
+    """Sizes against the model: multiples of the VAE × UNet factor, at least one window.
+
+    ``time_factor``: output frames per latent frame (Wan's VAE: 4), so ``frames`` must be
+    a multiple of it and the window's frames count latent frames.
+    """
+    if request.frames % time_factor:
+        raise BadInput(
+            f"frames {request.frames} is not a multiple of {time_factor} "
+            f"(the model's VAE packs {time_factor} frames in each latent frame)"
+        )
     step = vae_factor * align
     for name, value in (("width", request.width), ("height", request.height)):
         if value % step:
@@ -110,8 +133,10 @@ def check_request_sizes(
         raise BadInput(
             f"height {request.height} is below the model's window of {h * vae_factor} pixels"
         )
-    if request.frames < fw:
-        raise BadInput(f"frames {request.frames} is below the model's window of {fw} frames")
+    if request.frames // time_factor < fw:
+        raise BadInput(
+            f"frames {request.frames} is below the model's window of {fw * time_factor} frames"
+        )
 
 
 # --------------------------------------------------------------------------- the loop
@@ -126,15 +151,18 @@ def sample_latent(backend: Any, request: GenerateRequest, ctx: JobContext) -> Sa
     # 2. Encode the prompt (and the negative prompt for classifier-free guidance).
     with ctx.timed("encode_prompt"):
         embeds = backend.encode_prompt(request.prompt, request.negative, request.guidance)
-    # 3. Timesteps and the stage plan.
+    # 3. Timesteps, their noise levels (the backend's step rule) and the stage plan.
+    rule = step_rule(backend)
     timesteps = backend.timesteps(request.steps)
+    levels = [rule.level(t) for t in timesteps] + [rule.final_level]
     stages = sch.plan_stages(
         request.steps, (H, W), window, schedule=request.schedule, blend_steps=request.blend_steps
     )
     # 4. Initial latents: unit Gaussian noise on the first stage's canvas.
     generator = torch.Generator("cpu").manual_seed(request.seed)
     scale = stages[0].scale
-    shape = (backend.latent_channels, request.frames, H // scale, W // scale)
+    latent_frames = request.frames // getattr(backend, "time_factor", 1)
+    shape = (backend.latent_channels, latent_frames, H // scale, W // scale)
     x = _noise(shape, generator, backend.device)
     result = SampleResult(latent=x, stages=stages)
     if hasattr(embeds, "describe"):
@@ -145,22 +173,17 @@ def sample_latent(backend: Any, request: GenerateRequest, ctx: JobContext) -> Sa
     with ctx.timed("denoise"):
         for stage in stages:
             if stage.scale != scale:
-                x = _upscale_and_renoise(
-                    x, scale // stage.scale, backend, timesteps, stage, generator
-                )
+                start = levels[stage.start]
+                x = _upscale_and_renoise(x, scale // stage.scale, rule, start, generator)
                 scale = stage.scale
             grid = tuple(x.shape[1:])
             for i in range(stage.start, stage.stop):
                 done += 1
                 ctx.step(f"denoise ({stage.name})", done, total)
-                t = timesteps[i]
-                a_t = float(backend.alphas_cumprod[t])
-                a_prev = (
-                    float(backend.alphas_cumprod[timesteps[i + 1]])
-                    if i + 1 < len(timesteps)
-                    else backend.final_alpha
-                )
-                step = _StepState(backend, embeds, request.guidance, t, a_t, a_prev, generator, ctx)
+                step = _StepState(
+                    backend, rule, embeds, request.guidance, timesteps[i], levels[i],
+                    levels[i + 1], generator, ctx,
+                )  # fmt: skip
                 views = _stage_views(stage, i, window, grid, request)
                 if stage.views == "blend":
                     x, pixels = step.run_blended(x, views)
@@ -201,14 +224,16 @@ def _stage_views(
 
 @dataclass
 class _StepState:
-    """One denoising step from noise level ᾱ_t to ᾱ_prev over a list of views."""
+    """One denoising step from noise level ``level`` to ``next_level`` (the rule's
+    levels: ᾱ for DDIM, σ for flow matching) over a list of views."""
 
     backend: Any
+    rule: StepRule
     embeds: Any
     guidance: float
-    t: int
-    a_t: float
-    a_prev: float
+    t: float
+    level: float
+    next_level: float
     generator: torch.Generator
     ctx: JobContext
 
@@ -233,12 +258,12 @@ class _StepState:
         if bool(again.any()):
             window = torch.where(again.to(window.device), self.renoise(window), window)
         x0, eps = self.predict(window)
-        scatter(latent, view, self.a_prev**0.5 * x0 + (1 - self.a_prev) ** 0.5 * eps)
+        scatter(latent, view, self.rule.combine(x0, eps, self.next_level))
         mark_written(written, view)
         return view.pixels
 
     def run_blended(self, x: torch.Tensor, views: list[View]) -> tuple[torch.Tensor, int]:
-        """One DDIM step from the border-tapered weighted mean of every view's clean
+        """One step from the border-tapered weighted mean of every view's clean
         estimate (views read the step's input only, so none is re-noised)."""
         C, F, H, W = x.shape
         total = torch.zeros(C, F, H * W, dtype=x.dtype, device=x.device)
@@ -251,48 +276,53 @@ class _StepState:
             weights = torch.from_numpy(tent).to(x.device, x.dtype)
             accumulate(total, weight, view, x0, weights)
         x0 = (total / weight).view_as(x)
-        eps = (x - self.a_t**0.5 * x0) / (1 - self.a_t) ** 0.5
-        return self.a_prev**0.5 * x0 + (1 - self.a_prev) ** 0.5 * eps, sum(v.pixels for v in views)
+        eps = self.rule.noise_from(x, x0, self.level)
+        return self.rule.combine(x0, eps, self.next_level), sum(v.pixels for v in views)
 
     def predict(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(x̂₀, ε̂) for one window at this step's noise level; checks for cancellation."""
         self.ctx.cancel.check()
-        eps = self.backend.predict_noise(window, self.t, self.embeds, self.guidance)
-        return (window - (1 - self.a_t) ** 0.5 * eps) / self.a_t**0.5, eps
+        out = self.backend.predict_noise(window, self.t, self.embeds, self.guidance)
+        return self.rule.split(window, out, self.level)
 
     def renoise(self, window: torch.Tensor) -> torch.Tensor:
-        """The exact forward step ᾱ_prev → ᾱ_t for cells already denoised this step."""
-        ratio = self.a_t / self.a_prev
+        """The exact forward step next level → this level for cells already denoised
+        this step."""
         noise = _noise(tuple(window.shape), self.generator, window.device)
-        return ratio**0.5 * window + (1 - ratio) ** 0.5 * noise
+        return self.rule.renoise(window, self.next_level, self.level, noise)
 
 
 def _upscale_and_renoise(
     x: torch.Tensor,
     factor: int,
-    backend: Any,
-    timesteps: list[int],
-    stage: sch.Stage,
+    rule: StepRule,
+    level: float,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Coarse clean latent → bicubic ×factor (wrapping in longitude) → noise level of
-    ``stage.start`` with fresh Gaussian noise (the refine pass of Global Motion Guidance)."""
+    """Coarse clean latent → bicubic ×factor (wrapping in longitude) → noise ``level`` (the
+    refine stage's first) with fresh Gaussian noise by the rule's forward rule (the refine
+    pass of Global Motion Guidance)."""
     pad = 2
     C, F, H, W = x.shape
     frames = x.permute(1, 0, 2, 3)  # (F, C, H, W): frames as the batch
     wrapped = torch.cat([frames[..., -pad:], frames, frames[..., :pad]], dim=-1)
     up = nnf.interpolate(wrapped, scale_factor=factor, mode="bicubic", align_corners=False)
     up = up[..., pad * factor : up.shape[-1] - pad * factor].permute(1, 0, 2, 3).contiguous()
-    alpha = float(backend.alphas_cumprod[timesteps[stage.start]])
-    x0 = up / backend.final_alpha**0.5
-    return alpha**0.5 * x0 + (1 - alpha) ** 0.5 * _noise(tuple(up.shape), generator, x.device)
+    x0 = up / rule.signal(rule.final_level)
+    return rule.combine(x0, _noise(tuple(up.shape), generator, x.device), level)
 
 
 # --------------------------------------------------------------------------- decode
 
 
 def decode_video(backend: Any, latent: torch.Tensor, ctx: JobContext) -> list[np.ndarray]:
-    """Decode every frame of the ring latent (C, F, H, W) with wrapped columns."""
+    """Decode every frame of the ring latent (C, F, H, W) with wrapped columns.
+
+    A backend whose VAE mixes frames (Wan's causal, time-compressing decoder) decodes
+    the ring itself with its ``decode_video`` (wrapped temporal context)."""
+    if hasattr(backend, "decode_video"):
+        with ctx.timed("decode"):
+            return backend.decode_video(latent, ctx)
     frames = []
     count = latent.shape[1]
     with ctx.timed("decode"):
