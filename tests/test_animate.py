@@ -18,6 +18,8 @@ from engine.jobs import JobContext
 from engine.media import read_image, to_display_uint8
 
 FRAMES = 24
+#: 24 frames at 8 fps: a 3 s loop, long enough for the sway and ripple frequencies.
+FPS = 8.0
 SIZE = (256, 128)
 
 
@@ -55,7 +57,7 @@ def loops(hdri_dir):
     for name in ("forest", "night", "sunset", "city"):
         image = reduced(hdri_dir, name)
         volume = ProceduralPrior().spectral_volume(image, mask=None, seed=0)
-        out[name] = (image, render_loop(image, volume, FRAMES))
+        out[name] = (image, render_loop(image, volume, FRAMES, fps=FPS))
     return out
 
 
@@ -73,7 +75,7 @@ def test_a_cut_loop_fails_the_loop_check(hdri_dir):
     """Control: the same motion cut short (a jump at the loop point) is caught."""
     image = reduced(hdri_dir, "forest")
     volume = ProceduralPrior().spectral_volume(image, mask=None, seed=0)
-    renderer = LoopRenderer(image, volume, FRAMES + 6)
+    renderer = LoopRenderer(image, volume, FRAMES + 6, fps=FPS)
     cut = [renderer.frame(t) for t in range(FRAMES)]
     assert loop_ratio(cut) > 1.25
 
@@ -103,7 +105,7 @@ def test_black_mask_pixels_are_bit_identical_in_every_frame(hdri_dir):
     mask[10:30, 100:160] = 0.0  # ...except a black hole in it
     mask[80:, 40:200] = 0.5  # grey: half motion
     volume = ProceduralPrior().spectral_volume(image, mask=mask, seed=3)
-    frames = render_loop(image, volume, FRAMES, strength=3.0)
+    frames = render_loop(image, volume, FRAMES, strength=3.0, fps=FPS)
     still = mask == 0
     moved = np.zeros(image.shape[:2], bool)
     for frame in frames:
@@ -115,7 +117,7 @@ def test_black_mask_pixels_are_bit_identical_in_every_frame(hdri_dir):
 def test_eight_bit_input_keeps_its_kind_and_its_still_pixels(hdri_dir):
     image = to_display_uint8(reduced(hdri_dir, "forest"))
     volume = ProceduralPrior().spectral_volume(image, mask=None, seed=0)
-    frames = render_loop(image, volume, 8)
+    frames = render_loop(image, volume, 8, fps=FPS)
     still = volume.amplitude == 0
     assert still.mean() > 0.1
     for frame in frames:
@@ -157,7 +159,7 @@ def test_native_resolution_loop_and_seam(hdri_dir):
     image = read_image(hdri_dir / "forest.exr")
     assert image.shape == (512, 1024, 3)
     volume = ProceduralPrior().spectral_volume(image, mask=None, seed=0)
-    frames = render_loop(image, volume, FRAMES)
+    frames = render_loop(image, volume, FRAMES, fps=FPS)
     assert 0.8 <= loop_ratio(frames) <= 1.25
     assert seam_rank(frames[FRAMES // 2]) <= 99.0
 

@@ -80,6 +80,11 @@ def test_night_hdri_native_two_seconds_at_12_fps_then_views(tmp_path, hdri_dir, 
     assert manifest["fps"] == 12 and manifest["orientation"]["center"] == "+X"
     assert manifest["source"] == str(source) and manifest["prior"] == "procedural"
     assert manifest["seed"] == 0 and manifest["strength"] == 1.0
+    # Physical time: a 2 s loop is too short for drift's 0.05-0.2 Hz; it says so.
+    assert manifest["frequency_unit"] == "hertz"
+    kinds = manifest["motion_kinds"]
+    assert kinds["drift"]["oscillates"] is False and "too short" in kinds["drift"]["note"]
+    assert kinds["sway"]["oscillates"] is True and kinds["sway"]["cycles_per_loop"][0] >= 1
     assert {"motion", "render", "write_frames", "encode_preview"} <= set(manifest["timings"])
     previews, fps = read_mp4(out / "panorama.mp4")
     assert len(previews) == 24 and fps == 12 and previews[0].shape == (512, 1024, 3)

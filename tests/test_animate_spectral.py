@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from engine.animate.priors import SWAY, ProceduralPrior, kind_coefficients, spherical_noise
 from engine.animate.spectral import (
+    CYCLES_PER_LOOP,
     K,
     MotionTexture,
     SpectralVolume,
@@ -31,26 +33,29 @@ def random_volume(seed: int = 0, h: int = 8, w: int = 16, size=(16, 32)) -> Spec
         rng.standard_normal((K, 2, h, w)) + 1j * rng.standard_normal((K, 2, h, w))
     ) * 0.01
     amplitude = rng.uniform(0, 1, size).astype(np.float32)
-    return SpectralVolume(coefficients.astype(np.complex64), np.arange(1, K + 1), amplitude, "test")
+    return SpectralVolume(
+        coefficients.astype(np.complex64), np.arange(1, K + 1) / 4.0, amplitude, "test"
+    )
 
 
 # --------------------------------------------------------------------------- spectral volumes
 
 
-def test_fft_of_the_motion_texture_gives_back_the_integer_frequencies():
-    """Frames 0..T-1 are exactly one period: the FFT over them recovers every coefficient."""
+def test_fft_of_the_motion_texture_gives_back_the_frequencies_in_hertz():
+    """Frames 0..T-1 are exactly one period: the FFT over them recovers every coefficient,
+    at frequencies in hertz (a 4 s loop: 1/4 Hz steps)."""
     volume = random_volume()
-    frames = 40  # frequencies 1..16 are all below T/2 = 20
-    motion = motion_texture(volume, frames)
-    coefficients, frequencies = spectral_from_motion(motion, k=K + 1)
-    assert frequencies.tolist() == list(range(K + 1))
+    frames = 40  # 4 s at 10 fps: 0.25..4 Hz are 1..16 cycles, all below T/2 = 20
+    motion = motion_texture(volume, frames, seconds=4.0)
+    coefficients, frequencies = spectral_from_motion(motion, seconds=4.0, k=K + 1)
+    np.testing.assert_allclose(frequencies, np.arange(K + 1) / 4.0)
     np.testing.assert_allclose(coefficients[0], 0, atol=1e-6)  # no drift: mean displacement 0
     np.testing.assert_allclose(coefficients[1:], volume.coefficients, atol=2e-6)
 
 
 def test_motion_is_periodic_and_frame_T_equals_frame_0():
     volume = random_volume(1)
-    texture = MotionTexture(volume, 24)
+    texture = MotionTexture(volume, 24, seconds=4.0)
     # Evaluate the series at t = T by hand (no modulo): cos/sin of whole turns.
     phase = 2 * np.pi * np.arange(1, K + 1)[:, None, None, None] * (24 / 24)
     at_T = np.real(volume.coefficients.astype(np.complex128) * np.exp(1j * phase)).sum(axis=0)
@@ -75,11 +80,52 @@ def test_gid_normalisation_round_trips_and_scales_the_95th_percentile_to_one():
 
 def test_npz_round_trip_is_exact(tmp_path):
     volume = random_volume(3)
-    loaded = load_volume(save_volume(tmp_path / "m.npz", volume))
+    flow = np.full((2, 8, 16), 0.01, np.float32)
+    kinds = ("sway",) * 8 + ("ripple",) * 8
+    volume = replace(volume, flow=flow, kinds=kinds)
+    path = save_volume(tmp_path / "m.npz", volume)
+    with np.load(path) as data:
+        assert int(data["format"]) == 2 and data["frequencies"].dtype == np.float64
+    loaded = load_volume(path)
     np.testing.assert_array_equal(loaded.coefficients, volume.coefficients)
     np.testing.assert_array_equal(loaded.frequencies, volume.frequencies)
     np.testing.assert_array_equal(loaded.amplitude, volume.amplitude)
-    assert loaded.prior == "test"
+    np.testing.assert_array_equal(loaded.flow, flow)
+    assert loaded.prior == "test" and loaded.unit == "hertz" and loaded.kinds == kinds
+
+
+def test_format_1_files_are_read_as_cycles_per_loop_whatever_the_loop_length(tmp_path):
+    """A format-1 file (integer cycles per loop, before hertz) plays the same cycles in a
+    2 s and an 8 s loop, and is written back as format 1."""
+    volume = random_volume(5)
+    path = _npz(
+        tmp_path,
+        "old.npz",
+        format=np.int64(1),
+        coefficients_real=volume.coefficients.real,
+        coefficients_imag=volume.coefficients.imag,
+        frequencies=np.arange(1, K + 1, dtype=np.int64),
+        amplitude=volume.amplitude,
+    )
+    old = load_volume(path)
+    assert old.unit == CYCLES_PER_LOOP
+    short = MotionTexture(old, 48, seconds=2.0).all_frames()
+    long = MotionTexture(old, 48, seconds=8.0).all_frames()
+    np.testing.assert_array_equal(short, long)
+    with np.load(save_volume(tmp_path / "again.npz", old)) as data:
+        assert int(data["format"]) == 1 and data["frequencies"].dtype == np.int64
+
+
+def test_hertz_play_at_the_nearest_whole_harmonic_and_too_slow_ones_drop_out():
+    """0.3 Hz is 0.6 cycles in a 2 s loop (plays 1), 2.4 in 8 s (plays 2); 0.1 Hz rounds
+    to 0 cycles in 2 s: left out."""
+    volume = random_volume(6)
+    freqs = np.array([0.3, 0.1] + [100.0 + i for i in range(K - 2)])
+    volume = replace(volume, frequencies=freqs)
+    assert volume.loop_cycles(2.0)[:2].tolist() == [1, 0]
+    assert volume.loop_cycles(8.0)[:2].tolist() == [2, 1]
+    texture = MotionTexture(volume, 48, seconds=2.0)
+    assert texture.frequencies.tolist() == [1.0]  # 0.1 Hz dropped, 100+ Hz alias
 
 
 def _npz(tmp_path, name, **arrays):
@@ -95,7 +141,7 @@ def test_bad_npz_files_are_refused_naming_the_file(tmp_path):
         "format": np.int64(1),
         "coefficients_real": good.coefficients.real,
         "coefficients_imag": good.coefficients.imag,
-        "frequencies": good.frequencies,
+        "frequencies": np.arange(1, K + 1, dtype=np.int64),
         "amplitude": good.amplitude,
     }
     garbage = tmp_path / "garbage.npz"
@@ -116,6 +162,15 @@ def test_bad_npz_files_are_refused_naming_the_file(tmp_path):
         _npz(tmp_path, "shape.npz", **{**base, "coefficients_imag": np.zeros((2, 2))}): "differ",
         _npz(tmp_path, "nan.npz", **{**base, "coefficients_real": nan}): "NaN",
         _npz(tmp_path, "freq.npz", **{**base, "frequencies": np.zeros(K, np.int64)}): "distinct",
+        _npz(
+            tmp_path, "hz1.npz", **{**base, "frequencies": np.arange(K) + 0.5}
+        ): "integers (cycles per loop)",
+        _npz(
+            tmp_path, "hz2.npz", **{**base, "format": np.int64(2), "frequencies": nan[:, 0, 0, 0]}
+        ): "finite",
+        _npz(
+            tmp_path, "flow.npz", **{**base, "flow": np.zeros((2, 3, 3), np.float32)}
+        ): "flow must have shape",
         _npz(tmp_path, "amp.npz", **{**base, "amplitude": -good.amplitude}): "amplitude",
         _npz(tmp_path, "fmt.npz", **{**base, "format": np.int64(7)}): "format",
         _npz(
@@ -157,12 +212,12 @@ def test_prior_is_deterministic_per_seed_and_respects_the_mask(forest_small):
 
 def test_motion_power_falls_with_frequency():
     rng = np.random.default_rng(0)
-    fields = kind_coefficients(SWAY, np.arange(1, K + 1), 32, 64, rng)
+    fields = kind_coefficients(SWAY, 32, 64, rng)
     power = (np.abs(fields) ** 2).mean(axis=(1, 2, 3))
     assert np.all(np.diff(power) < 0)
-    # ~exponential: log-power against frequency is a line of slope -1/decay.
-    slope = np.polyfit(np.arange(1, K + 1), np.log(power), 1)[0]
-    assert abs(slope + 1 / SWAY.decay) < 0.1, slope
+    # ~exponential: log-power against frequency (hertz) is a line of slope -1/decay.
+    slope = np.polyfit(np.asarray(SWAY.hertz), np.log(power), 1)[0]
+    assert abs(slope * SWAY.decay + 1) < 0.2, slope
     # Total RMS displacement over the loop is the kind's rms.
     rms = np.sqrt((np.abs(fields) ** 2).sum(axis=(0, 1)).mean() / 2)
     assert abs(rms / SWAY.rms - 1) < 0.1
@@ -244,3 +299,51 @@ def test_huge_displacements_stay_inside_the_panorama():
     out = _one_pixel_splat(8, 5, -3.3e4, 2.2e5)
     assert np.all(np.isfinite(out)) and out.max() <= 101.0
     assert np.isclose(out[..., 0], 101.0).sum() <= 4  # the bright pixel landed somewhere once
+
+
+# --------------------------------------------------------------------------- physical time
+
+
+def loop_speed(volume: SpectralVolume, seconds: float, fps: float = 24.0) -> tuple[float, float]:
+    """(mean |D(t+1) − D(t)| over the loop and the moving grid pixels, in radians per frame;
+    mean cosine between consecutive frame-to-frame changes: 1 = smooth, < 0.5 = shaking)."""
+    frames = round(seconds * fps)
+    motion = MotionTexture(volume, frames, seconds=seconds).all_frames()
+    step = np.diff(np.concatenate([motion, motion[:1]]), axis=0)  # includes last → first
+    moving = np.hypot(step[:, 0], step[:, 1]).mean(axis=0) > 0
+    speed = float(np.hypot(step[:, 0], step[:, 1])[:, moving].mean())
+    a, b = step.reshape(frames, -1), np.roll(step, -1, axis=0).reshape(frames, -1)
+    cosine = (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return speed, float(cosine.mean())
+
+
+@pytest.fixture(scope="module")
+def courtyard_volume(hdri_dir):
+    """The procedural prior's motion of a held-out HDRI (not the forest the kinds were
+    tuned on)."""
+    image = cv2.resize(
+        read_image(hdri_dir / "courtyard.exr"), (256, 128), interpolation=cv2.INTER_AREA
+    )
+    return ProceduralPrior().spectral_volume(image, mask=None, seed=3)
+
+
+def test_two_four_six_and_eight_second_loops_move_at_the_same_speed(courtyard_volume):
+    """Behaviour: frequencies in hertz, played at the nearest whole harmonics, give the same
+    frame-to-frame speed (±30 %) at every loop length, and smooth (coherent) motion even
+    in a 2 s loop (cycles per loop made a 2 s loop shake: cosine 0.12)."""
+    speeds = {s: loop_speed(courtyard_volume, s) for s in (2.0, 4.0, 6.0, 8.0)}
+    reference = speeds[4.0][0]
+    for seconds, (speed, cosine) in speeds.items():
+        assert 0.7 <= speed / reference <= 1.3, (seconds, speed / reference)
+        assert cosine > 0.9, (seconds, cosine)
+
+
+def test_cycles_per_loop_would_not_keep_the_speed(courtyard_volume):
+    """Control: the same coefficients read as format-1 cycles per loop move twice as fast
+    per frame in a 2 s loop as in a 4 s one — the check above can fail."""
+    old = replace(
+        courtyard_volume,
+        frequencies=np.arange(1, len(courtyard_volume.frequencies) + 1, dtype=np.float64),
+        unit=CYCLES_PER_LOOP,
+    )
+    assert loop_speed(old, 2.0)[0] / loop_speed(old, 4.0)[0] > 1.6

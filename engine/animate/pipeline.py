@@ -32,7 +32,15 @@ from ..media import (
     write_manifest,
 )
 from .priors import MotionPrior, ProceduralPrior
-from .spectral import MotionTexture, SpectralVolume, check_volume, load_volume, save_volume
+from .spectral import (
+    HERTZ,
+    MotionTexture,
+    SpectralVolume,
+    check_volume,
+    load_volume,
+    save_volume,
+    usable_frequencies,
+)
 from .splat import SoftmaxSplatter
 
 #: The motion used is always saved next to the frames, so it can be reused or edited.
@@ -121,13 +129,7 @@ def read_motion(path: Path, shape: tuple[int, int], mask: np.ndarray | None) -> 
             f"the panorama is {shape[1]}x{shape[0]}"
         )
     if mask is not None:
-        volume = SpectralVolume(
-            volume.coefficients,
-            volume.frequencies,
-            volume.amplitude * mask,
-            volume.prior,
-            volume.info,
-        )
+        volume = volume.with_amplitude(volume.amplitude * mask)
     return volume
 
 
@@ -138,7 +140,9 @@ class LoopRenderer:
     """Frames of ``image`` moved by ``volume`` over a loop of ``frames`` frames.
 
     Frame ``t`` and ``t + frames`` are identical; pixels of amplitude 0 equal the input
-    bit for bit; ``strength`` scales every displacement (0 reproduces the input).
+    bit for bit; ``strength`` scales every displacement (0 reproduces the input). The
+    loop lasts ``frames / fps`` seconds (frequencies in hertz play at its nearest
+    whole harmonics).
     """
 
     def __init__(
@@ -148,6 +152,7 @@ class LoopRenderer:
         frames: int,
         strength: float = 1.0,
         threads: int | None = None,
+        fps: float = 24.0,
     ):
         height, width = image.shape[:2]
         if volume.image_shape != (height, width):
@@ -156,8 +161,11 @@ class LoopRenderer:
                 f"image is {width}x{height}"
             )
         self.frames = frames
+        self.seconds = frames / fps
         pixels_per_radian = width / (2 * math.pi)
-        self.texture = MotionTexture(volume, frames, scale=pixels_per_radian * strength)
+        self.texture = MotionTexture(
+            volume, frames, scale=pixels_per_radian * strength, seconds=self.seconds
+        )
         # Softmax weight and row-band size need the whole loop's motion (coarse, cheap).
         mean_motion, max_row_shift = loop_motion_statistics(self.texture)
         max_row_shift *= float(volume.amplitude.max(initial=0.0))
@@ -193,9 +201,37 @@ def render_loop(
     frames: int,
     strength: float = 1.0,
     threads: int | None = None,
+    fps: float = 24.0,
 ) -> list[np.ndarray]:
     """All frames of the loop in memory (library use and tests; frame 0 is not repeated)."""
-    return list(LoopRenderer(image, check_volume(volume), frames, strength, threads))
+    return list(LoopRenderer(image, check_volume(volume), frames, strength, threads, fps))
+
+
+def kind_report(volume: SpectralVolume, seconds: float, frames: int) -> dict:
+    """Per motion kind: its frequencies, the whole cycles per loop it plays, and whether
+    the loop is too short (or its frames too few) for it to oscillate at all."""
+    cycles = volume.loop_cycles(seconds)
+    usable = usable_frequencies(cycles, frames, volume.unit)
+    kinds = volume.kinds or ("all",) * len(cycles)
+    report: dict = {}
+    for name in dict.fromkeys(kinds):
+        pick = [i for i, k in enumerate(kinds) if k == name]
+        played = sorted({int(cycles[i]) for i in pick if usable[i]})
+        entry = {
+            "frequencies": [round(float(volume.frequencies[i]), 6) for i in pick],
+            "cycles_per_loop": played,
+            "oscillates": bool(played),
+        }
+        if not played:
+            unit = "Hz" if volume.unit == HERTZ else "cycles per loop"
+            lo, hi = min(entry["frequencies"]), max(entry["frequencies"])
+            entry["note"] = (
+                f"a {seconds:g} s loop of {frames} frames is too short for {name} "
+                f"({lo:g}-{hi:g} {unit}): it rounds to 0 cycles (or aliases), so {name} "
+                "does not oscillate"
+            )
+        report[name] = entry
+    return report
 
 
 # --------------------------------------------------------------------------- the job
@@ -281,7 +317,7 @@ def animate_panorama(
     with atomic_output_dir(req.out) as tmp:
         # 3. Prepare the renderer (tables, softmax weights, compiled kernels).
         with ctx.timed("prepare"):
-            renderer = LoopRenderer(req.image, volume, req.frames, req.strength)
+            renderer = LoopRenderer(req.image, volume, req.frames, req.strength, fps=req.fps)
             save_volume(tmp / MOTION_NAME, volume)
         # 4. Render, write and encode, frame by frame (the preview streams to ffmpeg).
         (tmp / FRAMES_DIR).mkdir()
@@ -309,6 +345,8 @@ def animate_panorama(
             seed=req.seed,
             strength=req.strength,
             frequencies=volume.frequencies.tolist(),
+            frequency_unit=volume.unit,
+            motion_kinds=kind_report(volume, req.seconds, req.frames),
             motion_grid=[volume.grid_shape[1], volume.grid_shape[0]],
             timings=ctx.timings,
         )

@@ -1,13 +1,22 @@
 """Spectral volumes (Generative Image Dynamics) ↔ motion textures that loop exactly.
 
-A *motion texture* ``D(p, t)`` is the 2-D displacement of panorama pixel ``p`` at frame
+A *motion texture* ``D(p, t)`` is the 2-D displacement of panorama pixel ``p`` at time
 ``t``. Its *spectral volume* keeps, per pixel, the complex temporal Fourier coefficients
-``S_k`` of the first ``K = 16`` frequencies (GID found 16 enough for natural oscillation):
+``S_k`` of ``K`` frequencies (GID found 16 enough for natural oscillation):
 
-    D(p, t) = Σ_k Re( S_k(p) · exp(2πi · f_k · t / T) )
+    D(p, t) = Σ_k Re( S_k(p) · exp(2πi · n_k · t / T) )
 
-with ``f_k`` an **integer** number of cycles per loop of ``T`` frames, so the motion is
-exactly periodic: frame ``T`` equals frame 0 and the loop never jumps.
+Frequencies are stored in **hertz** (physical time: a branch sways at about 0.5 Hz
+whatever the loop's length). A loop of ``T`` seconds plays each frequency ``f_k`` at the
+whole harmonic nearest to it, ``n_k = round(f_k · T)`` cycles per loop, so the motion is
+exactly periodic (frame ``T`` equals frame 0, the loop never jumps) and 2-, 4- and 8-second
+loops move at the same speed. A frequency that rounds to 0 cycles (too slow for so short a
+loop) or to T/2 frames or more (it would alias) is left out of that loop; the volume
+keeps it. Format-1 files (before hertz) hold whole cycles per loop, played as such.
+
+A volume may also carry a one-way *flow* (sky, water, mist drifting one way): a velocity
+field in radians per second on the same coarse grid, rendered by the renderer's two-phase
+flow map (see :mod:`.splat`), which loops exactly too.
 
 Conventions:
 
@@ -16,16 +25,34 @@ Conventions:
   along +column (westward on screen: u grows), component 1 along +row (towards −Z).
 - Units are **radians of equirect angle**: one pixel of a W-wide panorama is 2π/W
   radians in both directions (H = W/2 covers π), so one volume animates any size.
-- ``amplitude`` is a full-resolution (H, W) float32 multiplier ≥ 0. Exactly 0 marks
-  pixels that stay exactly still (a black mask); it is kept apart from the coarse grid
-  so that "still" is sharp at full resolution.
+- ``amplitude`` is a full-resolution (H, W) float32 multiplier ≥ 0 of both the
+  oscillation and the flow. Exactly 0 marks pixels that stay exactly still (a black
+  mask); it is kept apart from the coarse grid so that "still" is sharp at full resolution.
+
+``.npz`` layout, format 2 (:data:`NPZ_FORMAT`; plain arrays, no pickles):
+
+=====================  ===============  ===========================================
+key                    dtype, shape     meaning
+=====================  ===============  ===========================================
+``format``             int64 ()         2
+``coefficients_real``  float32 (K,2,h,w)  Re S_k, radians (component 0 = +column)
+``coefficients_imag``  float32 (K,2,h,w)  Im S_k, radians
+``frequencies``        float64 (K,)     hertz, finite, ≥ 0, distinct
+``amplitude``          float32 (H, W)   ≥ 0, 0 = exactly still
+``prior``              str ()           optional: the prior that made it
+``kinds``              str (K,)         optional: the motion kind of each frequency
+``flow``               float32 (2,h,w)  optional: one-way velocity, radians per second
+=====================  ===============  ===========================================
+
+Format 1 is read too: the same keys without ``kinds``/``flow``, ``frequencies`` int64
+whole cycles per loop (whatever the loop's length).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,18 +66,27 @@ NORMALIZE_PERCENTILE = 95.0
 #: Largest coefficient magnitude accepted, radians: half a turn is already far beyond
 #: any natural motion; the limit keeps every target pixel index finite.
 MAX_COEFFICIENT = math.pi
-#: Version of the ``.npz`` layout written by :func:`save_volume`.
-NPZ_FORMAT = 1
+#: Version of the ``.npz`` layout written by :func:`save_volume` (2: hertz; 1: cycles/loop).
+NPZ_FORMAT = 2
+NPZ_FORMATS_READ = (1, 2)
 NPZ_KEYS = ("format", "coefficients_real", "coefficients_imag", "frequencies", "amplitude")
+#: Units of :attr:`SpectralVolume.frequencies`.
+HERTZ = "hertz"
+CYCLES_PER_LOOP = "cycles_per_loop"
+#: Largest one-way flow speed accepted, radians per second (a quarter turn per second).
+MAX_FLOW = math.pi / 2
 
 
 @dataclass(frozen=True)
 class SpectralVolume:
     """Per-pixel temporal Fourier coefficients of a looping motion texture (see module doc).
 
-    ``coefficients``: complex64 (K, 2, h, w), radians; ``frequencies``: int64 (K,) cycles
-    per loop, ≥ 0 and distinct; ``amplitude``: float32 (H, W) ≥ 0 at the panorama's
-    resolution; ``prior``: the name of the motion prior that made it.
+    ``coefficients``: complex64 (K, 2, h, w), radians; ``frequencies``: float64 (K,) in
+    ``unit`` (:data:`HERTZ`, or :data:`CYCLES_PER_LOOP` for format-1 files), ≥ 0 and
+    distinct; ``amplitude``: float32 (H, W) ≥ 0 at the panorama's resolution; ``prior``:
+    the name of the motion prior that made it; ``kinds``: the motion kind of each
+    frequency (empty if unknown); ``flow``: optional one-way velocity (2, h, w) float32
+    in radians per second (component 0 = +column, 1 = +row), scaled by ``amplitude``.
     """
 
     coefficients: np.ndarray
@@ -58,6 +94,9 @@ class SpectralVolume:
     amplitude: np.ndarray
     prior: str = "unknown"
     info: dict = field(default_factory=dict)
+    unit: str = HERTZ
+    kinds: tuple[str, ...] = ()
+    flow: np.ndarray | None = None
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -70,14 +109,22 @@ class SpectralVolume:
         return self.amplitude.shape
 
     def scaled(self, strength: float) -> SpectralVolume:
-        """The same motion with every displacement multiplied by ``strength`` (GID's editing)."""
-        return SpectralVolume(
-            (self.coefficients * np.float32(strength)).astype(np.complex64),
-            self.frequencies,
-            self.amplitude,
-            self.prior,
-            dict(self.info),
+        """The same motion with every displacement and the flow's speed multiplied by
+        ``strength`` (GID's editing)."""
+        return replace(
+            self,
+            coefficients=(self.coefficients * np.float32(strength)).astype(np.complex64),
+            flow=None if self.flow is None else (self.flow * np.float32(strength)),
+            info=dict(self.info),
         )
+
+    def with_amplitude(self, amplitude: np.ndarray) -> SpectralVolume:
+        """The same motion with another full-resolution amplitude map."""
+        return replace(self, amplitude=np.asarray(amplitude, dtype=np.float32))
+
+    def loop_cycles(self, seconds: float | None) -> np.ndarray:
+        """Whole cycles per loop (int64, K) each frequency plays in a loop of ``seconds``."""
+        return loop_cycles(self.frequencies, self.unit, seconds)
 
 
 def check_volume(volume: SpectralVolume, what: object = "spectral volume") -> SpectralVolume:
@@ -93,8 +140,25 @@ def check_volume(volume: SpectralVolume, what: object = "spectral volume") -> Sp
         raise BadInput(
             f"{what}: {f.shape[0] if f.ndim else 0} frequencies for {c.shape[0]} coefficients"
         )
-    if np.any(f < 0) or len(set(f.tolist())) != len(f):
-        raise BadInput(f"{what}: frequencies must be distinct integers >= 0, got {f.tolist()}")
+    if volume.unit not in (HERTZ, CYCLES_PER_LOOP):
+        raise BadInput(f"{what}: unknown frequency unit {volume.unit!r}")
+    if not np.all(np.isfinite(f)) or np.any(f < 0) or len(set(f.tolist())) != len(f):
+        raise BadInput(f"{what}: frequencies must be distinct, finite and >= 0, got {f.tolist()}")
+    if volume.unit == CYCLES_PER_LOOP and np.any(f != np.round(f)):
+        raise BadInput(f"{what}: cycles per loop must be whole numbers, got {f.tolist()}")
+    if volume.kinds and len(volume.kinds) != len(f):
+        raise BadInput(f"{what}: {len(volume.kinds)} kind names for {len(f)} frequencies")
+    flow = volume.flow
+    if flow is not None:
+        if flow.shape != (2, *c.shape[2:]):
+            raise BadInput(f"{what}: flow must have shape {(2, *c.shape[2:])}, got {flow.shape}")
+        if not np.all(np.isfinite(flow)):
+            raise BadInput(f"{what}: flow contains NaN or infinity")
+        fastest = float(np.abs(flow).max(initial=0.0))
+        if fastest > MAX_FLOW:
+            raise BadInput(
+                f"{what}: a flow of {fastest:.3g} rad/s is faster than {MAX_FLOW:.3g} rad/s"
+            )
     if a.ndim != 2 or a.shape[1] != 2 * a.shape[0]:
         raise BadInput(f"{what}: amplitude must be a 2:1 (H, W) map, got shape {a.shape}")
     if not np.all(np.isfinite(c)):
@@ -113,29 +177,55 @@ def check_volume(volume: SpectralVolume, what: object = "spectral volume") -> Sp
 # --------------------------------------------------------------------------- synthesis
 
 
-def usable_frequencies(frequencies: np.ndarray, frames: int) -> np.ndarray:
-    """Boolean mask of the frequencies a loop of ``frames`` frames can show.
+def loop_cycles(frequencies: np.ndarray, unit: str, seconds: float | None) -> np.ndarray:
+    """Whole cycles per loop of ``seconds`` for each frequency: the nearest harmonic k/T.
+
+    Hertz need the loop's length; cycles per loop (format 1) are used as they are.
+    """
+    frequencies = np.asarray(frequencies, dtype=np.float64)
+    if unit == CYCLES_PER_LOOP:
+        return np.round(frequencies).astype(np.int64)
+    if seconds is None or not seconds > 0:
+        raise ValueError(f"frequencies in hertz need the loop's length, got seconds={seconds}")
+    return np.floor(frequencies * seconds + 0.5).astype(np.int64)
+
+
+def usable_frequencies(cycles: np.ndarray, frames: int, unit: str = CYCLES_PER_LOOP) -> np.ndarray:
+    """Boolean mask of the frequencies (whole ``cycles`` per loop) a loop of ``frames`` shows.
 
     A frequency of T/2 cycles or more per T frames aliases (it would step backwards or
-    flicker), so it is dropped at render time; the volume itself keeps it.
+    flicker), so it is dropped at render time; the volume itself keeps it. A physical
+    frequency (hertz) that rounds to 0 cycles is too slow for the loop: dropped too
+    (format 1's explicit 0 cycles, a constant offset, is kept as before).
     """
-    return 2 * np.asarray(frequencies) < frames
+    cycles = np.asarray(cycles)
+    keep = 2 * cycles < frames
+    return keep & (cycles > 0) if unit == HERTZ else keep
 
 
 class MotionTexture:
     """Evaluates ``D(·, t)`` of a volume on its coarse grid, frame after frame, allocation-free.
 
-    ``scale`` multiplies the result (e.g. W/2π to get pixels of a W-wide panorama).
-    Frame ``t`` and frame ``t + frames`` are identical by construction.
+    ``seconds`` is the loop's length (needed for frequencies in hertz); ``scale``
+    multiplies the result (e.g. W/2π to get pixels of a W-wide panorama). Frame ``t``
+    and frame ``t + frames`` are identical by construction.
     """
 
-    def __init__(self, volume: SpectralVolume, frames: int, scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        volume: SpectralVolume,
+        frames: int,
+        scale: float = 1.0,
+        seconds: float | None = None,
+    ) -> None:
         if frames < 1:
             raise ValueError(f"frames must be >= 1, got {frames}")
-        keep = usable_frequencies(volume.frequencies, frames)
+        cycles = volume.loop_cycles(seconds)
+        keep = usable_frequencies(cycles, frames, volume.unit)
         coeffs = volume.coefficients[keep].astype(np.complex128) * scale
         self.frames = frames
-        self.frequencies = volume.frequencies[keep].astype(np.float64)
+        # Harmonics that coincide simply add: the matrix product sums their terms.
+        self.frequencies = cycles[keep].astype(np.float64)
         h, w = volume.grid_shape
         self.shape = (2, h, w)
         # Re(S e^{iθ}) = Re(S)·cos θ − Im(S)·sin θ: one real matrix product per frame.
@@ -161,25 +251,31 @@ class MotionTexture:
         return np.stack([self.frame(t) for t in range(self.frames)])
 
 
-def motion_texture(volume: SpectralVolume, frames: int) -> np.ndarray:
+def motion_texture(volume: SpectralVolume, frames: int, seconds: float | None = None) -> np.ndarray:
     """The whole looping motion texture (T, 2, h, w) in radians (frame T would equal frame 0)."""
-    return MotionTexture(volume, frames).all_frames()
+    return MotionTexture(volume, frames, seconds=seconds).all_frames()
 
 
-def spectral_from_motion(motion: np.ndarray, k: int = K) -> tuple[np.ndarray, np.ndarray]:
-    """Temporal FFT of a looping motion texture (T, 2, h, w): its first ``k`` frequencies.
+def spectral_from_motion(
+    motion: np.ndarray, seconds: float, k: int = K
+) -> tuple[np.ndarray, np.ndarray]:
+    """Temporal FFT of a looping motion texture (T, 2, h, w) lasting ``seconds``: its first
+    ``k`` frequencies.
 
-    Returns ``(coefficients (k, 2, h, w) complex64, frequencies 0..k-1)`` in the
-    convention of :class:`SpectralVolume`, so that :func:`motion_texture` of the result
-    gives ``motion`` back whenever ``motion`` holds no frequency ≥ min(k, T/2).
+    Returns ``(coefficients (k, 2, h, w) complex64, frequencies in hertz j/seconds for
+    j = 0..k-1)`` in the convention of :class:`SpectralVolume`, so that
+    :func:`motion_texture` of the result over the same ``seconds`` gives ``motion`` back
+    (but its mean, frequency 0) whenever ``motion`` holds no frequency ≥ min(k, T/2).
     """
+    if not seconds > 0:
+        raise ValueError(f"seconds must be > 0, got {seconds}")
     frames = motion.shape[0]
     spectrum = np.fft.rfft(motion.astype(np.float64), axis=0)[:k] / frames
     # A real signal's energy at f > 0 is split between +f and −f: fold it into +f.
     spectrum[1:] *= 2.0
     if frames % 2 == 0 and spectrum.shape[0] > frames // 2:
         spectrum[frames // 2] /= 2.0  # the Nyquist bin has no mirror
-    frequencies = np.arange(spectrum.shape[0], dtype=np.int64)
+    frequencies = np.arange(spectrum.shape[0], dtype=np.float64) / float(seconds)
     return spectrum.astype(np.complex64), frequencies
 
 
@@ -215,27 +311,37 @@ def denormalize(normalised: np.ndarray, scales: np.ndarray) -> np.ndarray:
 
 
 def save_volume(path: str | os.PathLike[str], volume: SpectralVolume) -> Path:
-    """Write a volume as a compressed ``.npz`` (no pickles; readable by plain numpy)."""
+    """Write a volume as a compressed ``.npz`` (no pickles; readable by plain numpy).
+
+    Format 2 (hertz); a volume read from a format-1 file (cycles per loop) is written
+    back as format 1 so its frequencies keep their meaning.
+    """
     path = Path(path)
+    hertz = volume.unit == HERTZ
+    arrays = {
+        "format": np.int64(NPZ_FORMAT if hertz else 1),
+        "coefficients_real": volume.coefficients.real.astype(np.float32),
+        "coefficients_imag": volume.coefficients.imag.astype(np.float32),
+        "frequencies": volume.frequencies.astype(np.float64 if hertz else np.int64),
+        "amplitude": volume.amplitude.astype(np.float32),
+        "prior": np.str_(volume.prior),
+    }
+    if volume.kinds:
+        arrays["kinds"] = np.array(volume.kinds, dtype=np.str_)
+    if volume.flow is not None:
+        arrays["flow"] = volume.flow.astype(np.float32)
     with path.open("wb") as fh:
-        np.savez_compressed(
-            fh,
-            format=np.int64(NPZ_FORMAT),
-            coefficients_real=volume.coefficients.real.astype(np.float32),
-            coefficients_imag=volume.coefficients.imag.astype(np.float32),
-            frequencies=volume.frequencies.astype(np.int64),
-            amplitude=volume.amplitude.astype(np.float32),
-            prior=np.str_(volume.prior),
-        )
+        np.savez_compressed(fh, **arrays)
     return path
 
 
 def load_volume(path: str | os.PathLike[str]) -> SpectralVolume:
-    """Read a ``.npz`` written by :func:`save_volume`; :class:`BadInput` naming the file if
-    it is missing, not an npz, pickled, or holds malformed arrays."""
+    """Read a ``.npz`` written by :func:`save_volume` (format 2, or 1); :class:`BadInput`
+    naming the file if it is missing, not an npz, pickled, or holds malformed arrays."""
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"motion file not found: {path}")
+    optional = ("prior", "kinds", "flow")
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [key for key in NPZ_KEYS if key not in data.files]
@@ -243,30 +349,43 @@ def load_volume(path: str | os.PathLike[str]) -> SpectralVolume:
                 raise BadInput(
                     f"motion file {path} lacks {', '.join(missing)}; not a PanoLoop motion .npz"
                 )
-            arrays = {
-                key: data[key] for key in (*NPZ_KEYS, *(["prior"] if "prior" in data.files else []))
-            }
+            arrays = {key: data[key] for key in (*NPZ_KEYS, *optional) if key in data.files}
     except BadInput:
         raise
     except Exception as exc:  # numpy raises many types for a damaged archive
         raise BadInput(f"cannot read motion file {path}: {type(exc).__name__}: {exc}") from None
-    if arrays["format"].shape != () or int(arrays["format"]) != NPZ_FORMAT:
-        raise BadInput(f"motion file {path} has format {arrays['format']!r}; expected {NPZ_FORMAT}")
+    fmt = arrays["format"]
+    if fmt.shape != () or fmt.dtype.kind not in "iu" or int(fmt) not in NPZ_FORMATS_READ:
+        raise BadInput(
+            f"motion file {path} has format {fmt!r}; expected one of {list(NPZ_FORMATS_READ)}"
+        )
     real, imag = arrays["coefficients_real"], arrays["coefficients_imag"]
     if real.shape != imag.shape or real.dtype.kind != "f" or imag.dtype.kind != "f":
         raise BadInput(
             f"motion file {path}: real and imaginary coefficients differ in shape or type"
         )
     frequencies = arrays["frequencies"]
-    if frequencies.dtype.kind not in "iu":
-        raise BadInput(f"motion file {path}: frequencies must be integers, got {frequencies.dtype}")
+    hertz = int(fmt) >= 2
+    wanted = "fiu" if hertz else "iu"
+    if frequencies.dtype.kind not in wanted:
+        kind = "numbers (hertz)" if hertz else "integers (cycles per loop)"
+        raise BadInput(f"motion file {path}: frequencies must be {kind}, got {frequencies.dtype}")
     amplitude = arrays["amplitude"]
     if amplitude.dtype.kind != "f":
         raise BadInput(f"motion file {path}: amplitude must be float, got {amplitude.dtype}")
+    kinds = arrays.get("kinds")
+    if kinds is not None and (kinds.dtype.kind != "U" or kinds.ndim != 1):
+        raise BadInput(f"motion file {path}: kinds must be a list of names, got {kinds.dtype}")
+    flow = arrays.get("flow")
+    if flow is not None and flow.dtype.kind != "f":
+        raise BadInput(f"motion file {path}: flow must be float, got {flow.dtype}")
     volume = SpectralVolume(
         (real.astype(np.float32) + 1j * imag.astype(np.float32)).astype(np.complex64),
-        frequencies.astype(np.int64),
+        frequencies.astype(np.float64),
         amplitude.astype(np.float32),
         str(arrays.get("prior", "file")),
+        unit=HERTZ if hertz else CYCLES_PER_LOOP,
+        kinds=tuple(str(k) for k in kinds) if kinds is not None else (),
+        flow=None if flow is None else flow.astype(np.float32),
     )
     return check_volume(volume, f"motion file {path}")
