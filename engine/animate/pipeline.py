@@ -41,7 +41,7 @@ from .spectral import (
     save_volume,
     usable_frequencies,
 )
-from .splat import SoftmaxSplatter
+from .warp import BackwardWarper
 
 #: The motion used is always saved next to the frames, so it can be reused or edited.
 MOTION_NAME = "motion.npz"
@@ -166,17 +166,23 @@ class LoopRenderer:
         self.texture = MotionTexture(
             volume, frames, scale=pixels_per_radian * strength, seconds=self.seconds
         )
-        # Softmax weight and row-band size need the whole loop's motion (coarse, cheap).
-        mean_motion, max_row_shift = loop_motion_statistics(self.texture)
-        max_row_shift *= float(volume.amplitude.max(initial=0.0))
-        self.splatter = SoftmaxSplatter(
-            image, volume.amplitude, mean_motion, max_row_shift, threads=threads
+        flow = None
+        if volume.flow is not None:
+            flow = volume.flow * np.float32(pixels_per_radian * strength)
+        self.warper = BackwardWarper(
+            image,
+            volume.amplitude,
+            volume.grid_shape,
+            flow=flow,
+            seconds=self.seconds,
+            threads=threads,
         )
         self._motion = np.empty(self.texture.shape, dtype=np.float32)
 
     def frame(self, t: int, out: np.ndarray | None = None) -> np.ndarray:
         """Frame ``t`` (periodic in ``frames``), same dtype as the input image."""
-        return self.splatter.render(self.texture.frame(t, self._motion), out)
+        motion = self.texture.frame(t, self._motion)
+        return self.warper.render(motion, t, self.frames, out)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for t in range(self.frames):

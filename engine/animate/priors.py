@@ -44,7 +44,7 @@ ANALYSIS_WIDTH = 512
 #: Amplitudes below this are rounded to exactly still (so "still" is really still).
 STILL_BELOW = 0.02
 #: Default one-way drift speed overhead, degrees of arc per second (calm high clouds).
-DRIFT_SPEED = 1.0
+DRIFT_SPEED = 2.0
 #: One-way flow is capped where the dome's longitude speed grows as tan(elevation):
 #: above this elevation the sky near the zenith flows as it does here.
 FLOW_ELEVATION_CAP = math.radians(75.0)

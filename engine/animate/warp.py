@@ -1,0 +1,468 @@
+"""Sharp frames: invert the forward motion, warp backwards with a cubic kernel, flow one way.
+
+The motion texture says where each *source* pixel goes: ``p → p + a(p)·D(p)`` (``a`` the
+full-resolution amplitude, ``D`` the coarse displacement). Forward splatting of colours
+with a bilinear footprint blurs every frame twice (spread, then normalise): half the
+Laplacian energy of the moving pixels is lost. Here the motion is inverted instead and
+each *output* pixel ``q`` fetches its colour once, with a sharp kernel:
+
+1. **Inversion** of ``p ↦ p + a·D(p)``: the fixed point of ``p = q − a(q)·D(p)``, found
+   in one Newton step (the coarse field is bilinear, so locally linear: a 2×2 solve with
+   its Jacobian). The amplitude is taken at ``q``: a black (still) source pixel next to
+   a moving one is then stretched, as forward splatting's hole rule did, instead of
+   being sampled as still. Where ``det(I + a·J)`` is small the motion folds (two
+   sources land on ``q``) or tears, and ``q`` samples backwards along its own
+   displacement, softmax splatting's hole rule. The procedural prior's motion never
+   folds (its smallest determinant is printed by ``bench/animate.py``).
+2. **Sampling** with a cubic B-spline on prefiltered coefficients (the interpolating
+   spline: exact at the pixels and near-ideal between them, where bilinear and Keys'
+   bicubic blur; see the README's measurements), on the panorama padded over the seam
+   and the poles (:func:`engine.projection.pad_equirect`); sample positions beyond the
+   pad continue over the poles (half a revolution) and wrap in longitude first, so there
+   is no seam.
+   The cubic's overshoot is limited to a factor :data:`OVERSHOOT` beyond the range of
+   the 3×3 source pixels around the sample, so HDR highlights (the sun) ring neither
+   bright nor black, and values stay ≥ 0.
+3. **One-way flow** (a volume's ``flow``, radians per second): the flow-map technique of
+   real-time water shaders. Two phases of the texture are advected along the flow,
+   offset by half a period, and cross-faded with triangle weights; each phase jumps
+   back while its weight is 0. Each pixel's phase is offset by a smooth noise, and the
+   two phases are blended *variance-preserving* (detail = colour − local mean is mixed
+   by ``w₀, w₁`` and divided by √(w₀² + w₁² + 2w₀w₁ρ), ρ the detail's correlation with
+   itself at the two phases' distance, measured on the image), so the image's detail
+   energy does not pulse as a plain cross-fade does. The period divides the loop, so
+   the loop is exact.
+4. Pixels of amplitude 0 are copied from the input bit for bit.
+
+Frames are deterministic: every kernel writes only its own rows, whatever the threads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+from numba import njit
+
+from ..projection import pad_equirect
+from .priors import spherical_noise
+from .splat import _FAST, _floor, _pool, default_threads, grid_tables, upsample_grid
+
+#: det(I + a·J) below this: the motion folds (two sources land here) or tears.
+FOLD_DETERMINANT = 0.2
+#: Rows/columns of padding around the source: the cubic B-spline reads 2 beyond the sample.
+WARP_PAD = 4
+#: How far the cubic may leave its 3×3 neighbours' range: down to low/OVERSHOOT, up to
+#: high·OVERSHOOT (a plain [low, high] clamp cost a fifth of the detail, see README).
+OVERSHOOT = 6.0
+#: One-way flow: the period (seconds) aimed at; the loop holds a whole number of them.
+FLOW_PERIOD = 2.0
+#: σ (pixels) of the local mean the variance-preserving blend subtracts.
+DETAIL_SIGMA = 1.0
+#: Distances (pixels) at which the detail's correlation with itself is measured.
+CORRELATION_REACH = 12
+#: Width of the coarse per-pixel phase-offset noise (fraction of the grid width).
+PHASE_NOISE_SIGMA = 1 / 16
+#: Row bands the map and finishing kernels are split into (fixed: deterministic).
+BANDS = 16
+
+
+def flow_periods(seconds: float, period: float = FLOW_PERIOD) -> int:
+    """Whole flow-map periods in a loop of ``seconds`` (≥ 1), each about ``period`` s."""
+    return max(1, int(math.floor(seconds / period + 0.5)))
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@njit(cache=True)
+def _bilinear_with_gradient(field, c, ya, yb, xa, xb, wx, wy):
+    """Bilinear ``field[c]`` between coarse rows ya, yb and columns xa, xb, with its
+    derivatives along columns and rows (per coarse cell)."""
+    ta = field[c, ya, xa]
+    tb = field[c, ya, xb]
+    ba = field[c, yb, xa]
+    bb = field[c, yb, xb]
+    top = ta + wx * (tb - ta)
+    bottom = ba + wx * (bb - ba)
+    value = top + wy * (bottom - top)
+    along = (tb - ta) + wy * ((bb - ba) - (tb - ta))
+    return value, along, bottom - top
+
+
+@njit(cache=True)
+def _wrap(x, y, width, height):
+    """A continuous (column, row) (pixel centres at integers) moved over a pole (half a
+    revolution) and wrapped into [0, width)."""
+    if y < -0.5:
+        y = np.float32(-1.0) - y
+        x += np.float32(width // 2)
+    elif y > height - 0.5:
+        y = np.float32(2 * height - 1) - y
+        x += np.float32(width // 2)
+    y = min(max(y, np.float32(-0.5)), np.float32(height - 0.5))
+    while x < 0.0:
+        x += np.float32(width)
+    while x >= width:
+        x -= np.float32(width)
+    return x, y
+
+
+@njit(**_FAST)
+def _map_rows(
+    amplitude, motion, flow, x0, x1, fx, y0, y1, fy, base, period, alikeness,
+    slots, start, stop, pad, map_x, map_y, flow_maps, flow_weight, flow_norm,
+):  # fmt: skip
+    """Rows [start, stop): the backward sample position of every pixel (padded coordinates).
+
+    The coarse motion is bilinear, so around ``q`` it is ``D(q) + J·(p − q)`` with ``J`` its
+    Jacobian; ``p = q − a·D(p)`` is then one 2×2 solve (Newton's step of the fixed-point
+    inversion, exact for a locally linear field). Where ``det(I + a·J)`` is small the
+    motion folds or tears: ``q`` samples backwards along its own displacement.
+
+    ``flow`` holds the coarse velocity (pixels/s, components 0–1) and the phase-offset
+    noise (component 2). Flow pixels (``slots`` ≥ 0) get their two phases' positions in
+    ``flow_maps[0..3, slot]`` and phase 0's weight in ``flow_weight``; ``map_x/map_y``
+    then hold phase 0 as well.
+    """
+    height, width = amplitude.shape
+    gh, gw = motion.shape[1], motion.shape[2]
+    sx = np.float32(gw / width)
+    sy = np.float32(gh / height)
+    half = np.float32(0.5)
+    one = np.float32(1.0)
+    for i in range(start, stop):
+        ya, yb, wy = y0[i], y1[i], fy[i]
+        # Clamped at the poles: the field is flat in latitude there.
+        ky = sy if ya != yb else np.float32(0.0)
+        for j in range(width):
+            a = amplitude[i, j]
+            if a == 0.0:
+                map_x[i, j] = np.float32(j + pad)
+                map_y[i, j] = np.float32(i + pad)
+                continue
+            xa, xb, wx = x0[j], x1[j], fx[j]
+            dx, jxx, jxy = _bilinear_with_gradient(motion, 0, ya, yb, xa, xb, wx, wy)
+            dy, jyx, jyy = _bilinear_with_gradient(motion, 1, ya, yb, xa, xb, wx, wy)
+            # (I + a·J)(p − q) = −a·D(q)
+            m00 = one + a * jxx * sx
+            m01 = a * jxy * ky
+            m10 = a * jyx * sx
+            m11 = one + a * jyy * ky
+            det = m00 * m11 - m01 * m10
+            rx = -a * dx
+            ry = -a * dy
+            if det > FOLD_DETERMINANT:
+                ox = (m11 * rx - m01 * ry) / det
+                oy = (m00 * ry - m10 * rx) / det
+            else:
+                ox, oy = rx, ry  # folds or tears: the hole rule
+            px = np.float32(j) + ox
+            py = np.float32(i) + oy
+            slot = slots[i, j]
+            if slot < 0:
+                wxp, wyp = _wrap(px, py, width, height)
+                map_x[i, j] = wxp + pad
+                map_y[i, j] = wyp + pad
+                continue
+            # One-way flow: two phases half a period apart, offset per pixel by noise.
+            vx = np.float32(0.0)
+            vy = np.float32(0.0)
+            ph = np.float32(0.0)
+            for c in range(3):
+                top = flow[c, ya, xa] + wx * (flow[c, ya, xb] - flow[c, ya, xa])
+                bottom = flow[c, yb, xa] + wx * (flow[c, yb, xb] - flow[c, yb, xa])
+                value = top + wy * (bottom - top)
+                if c == 0:
+                    vx = value * a
+                elif c == 1:
+                    vy = value * a
+                else:
+                    ph = value
+            p0 = base + ph
+            p0 = p0 - np.float32(math.floor(p0))
+            p1 = p0 + half
+            if p1 >= one:
+                p1 -= one
+            for k in range(2):
+                pk = p0 if k == 0 else p1
+                # Content moves with the flow: at phase pk it shows what was upstream.
+                fx_off = vx * (pk - half) * period
+                fy_off = vy * (pk - half) * period
+                wxp, wyp = _wrap(px - fx_off, py - fy_off, width, height)
+                flow_maps[2 * k, slot] = wxp + pad
+                flow_maps[2 * k + 1, slot] = wyp + pad
+            w0 = one - abs(np.float32(2.0) * p0 - one)
+            w1 = one - w0
+            # The phases are |v|·period/2 apart: nearby, their details are alike and a
+            # plain mix keeps them; far apart, independent: divide by √(w₀² + w₁²).
+            gap = math.sqrt(vx * vx + vy * vy) * half * period
+            step = min(gap, np.float32(len(alikeness) - 1))
+            at = int(step)
+            nxt = min(at + 1, len(alikeness) - 1)
+            alike = alikeness[at] + (step - np.float32(at)) * (alikeness[nxt] - alikeness[at])
+            flow_weight[slot] = w0
+            flow_norm[slot] = one / np.float32(math.sqrt(w0 * w0 + w1 * w1 + 2 * w0 * w1 * alike))
+            map_x[i, j] = flow_maps[0, slot]
+            map_y[i, j] = flow_maps[1, slot]
+
+
+@njit(cache=True)
+def _bspline_weights(f):
+    """Cubic B-spline weights of the taps at −1, 0, +1, +2 for a fraction f in [0, 1)."""
+    one = np.float32(1.0)
+    g = one - f
+    sixth = np.float32(1.0 / 6.0)
+    w0 = g * g * g * sixth
+    w3 = f * f * f * sixth
+    w1 = np.float32(2.0 / 3.0) - np.float32(0.5) * f * f * (np.float32(2.0) - f)
+    w2 = one - w0 - w1 - w3
+    return w0, w1, w2, w3
+
+
+@njit(cache=True)
+def _sample(coef, x, y, out3):
+    """Cubic B-spline interpolation of the prefiltered ``coef`` at padded (x, y) (pixel
+    centres at integers): exact at the pixels, near-ideal between them."""
+    ix = _floor(x)
+    iy = _floor(y)
+    ax0, ax1, ax2, ax3 = _bspline_weights(x - np.float32(ix))
+    ay0, ay1, ay2, ay3 = _bspline_weights(y - np.float32(iy))
+    for c in range(3):
+        acc = np.float32(0.0)
+        for r in range(4):
+            row = coef[iy - 1 + r]
+            wr = ay0 if r == 0 else (ay1 if r == 1 else (ay2 if r == 2 else ay3))
+            line = (
+                ax0 * row[ix - 1, c]
+                + ax1 * row[ix, c]
+                + ax2 * row[ix + 1, c]
+                + ax3 * row[ix + 2, c]
+            )
+            acc += wr * line
+        out3[c] = acc
+
+
+@njit(**_FAST)
+def _finish_rows(
+    original, amplitude, padded, coef, mean, low, high, map_x, map_y, slots,
+    flow_maps, flow_weight, flow_norm, start, stop, top, out,
+):  # fmt: skip
+    """Rows [start, stop): sample every moving pixel (B-spline), limit the overshoot,
+    blend the flow pixels' two phases (variance-preserving), copy still pixels exactly,
+    round integer frames."""
+    height, width = amplitude.shape
+    c0 = np.empty(3, np.float32)
+    c1 = np.empty(3, np.float32)
+    half = np.float32(0.5)
+    for i in range(start, stop):
+        for j in range(width):
+            if amplitude[i, j] == 0.0:
+                for c in range(3):
+                    out[i, j, c] = original[i, j, c]
+                continue
+            slot = slots[i, j]
+            if slot < 0:
+                x = map_x[i, j]
+                y = map_y[i, j]
+                if x == np.float32(np.int64(x)) and y == np.float32(np.int64(y)):
+                    # Not moved (strength 0, or motion that vanishes here): exact copy.
+                    for c in range(3):
+                        out[i, j, c] = padded[np.int64(y), np.int64(x), c]
+                    continue
+                _sample(coef, x, y, c0)
+                r = _floor(y + half)
+                k = _floor(x + half)
+                for c in range(3):
+                    v = min(max(c0[c], low[r, k, c]), high[r, k, c])
+                    out[i, j, c] = _store(v, top)
+                continue
+            w0 = flow_weight[slot]
+            w1 = np.float32(1.0) - w0
+            norm = flow_norm[slot]
+            x0 = flow_maps[0, slot]
+            y0 = flow_maps[1, slot]
+            x1 = flow_maps[2, slot]
+            y1 = flow_maps[3, slot]
+            _sample(coef, x0, y0, c0)
+            _sample(coef, x1, y1, c1)
+            r0 = _floor(y0 + half)
+            k0 = _floor(x0 + half)
+            r1 = _floor(y1 + half)
+            k1 = _floor(x1 + half)
+            for c in range(3):
+                lo = min(low[r0, k0, c], low[r1, k1, c])
+                hi = max(high[r0, k0, c], high[r1, k1, c])
+                a0 = min(max(c0[c], low[r0, k0, c]), high[r0, k0, c])
+                a1 = min(max(c1[c], low[r1, k1, c]), high[r1, k1, c])
+                m0 = mean[r0, k0, c]
+                m1 = mean[r1, k1, c]
+                level = w0 * m0 + w1 * m1
+                v = level + (w0 * (a0 - m0) + w1 * (a1 - m1)) * norm
+                out[i, j, c] = _store(min(max(v, lo), hi), top)
+
+
+@njit(cache=True)
+def _store(v, top):
+    """A float sample as stored: rounded into [0, top] for integer frames, else as is."""
+    if top > 0:
+        return math.floor(min(max(v + 0.5, 0.0), top))
+    return v
+
+
+# --------------------------------------------------------------------------- renderer
+
+
+class BackwardWarper:
+    """Renders frames of one equirect image moved by coarse motion fields (module doc).
+
+    ``image``: (H, W, 3) float32 (linear, HDR kept) or uint8/uint16 (the output keeps the
+    dtype). ``amplitude``: (H, W) float32 ≥ 0, 0 = pinned. ``flow``: optional coarse
+    one-way velocity (2, h, w) in pixels per second (before amplitude); ``seconds``: the
+    loop's length (the flow period divides it). Reuse one warper for every frame.
+    """
+
+    def __init__(
+        self,
+        image: np.ndarray,
+        amplitude: np.ndarray,
+        grid_shape: tuple[int, int],
+        flow: np.ndarray | None = None,
+        seconds: float = 4.0,
+        threads: int | None = None,
+    ) -> None:
+        height, width = image.shape[:2]
+        if amplitude.shape != (height, width):
+            raise ValueError(f"amplitude {amplitude.shape} does not match image {image.shape}")
+        self.original = np.ascontiguousarray(image)
+        self.source = np.ascontiguousarray(image, dtype=np.float32)
+        self.amplitude = np.ascontiguousarray(amplitude, dtype=np.float32)
+        self.grid_shape = grid_shape
+        self.top = float(np.iinfo(image.dtype).max) if image.dtype.kind in "iu" else 0.0
+        self.threads = max(1, threads or default_threads())
+        self.padded = pad_equirect(self.source, WARP_PAD)
+        # Pixels that do not move are copied from here (the input's own values).
+        exact = self.original.dtype == np.float32 or self.original.dtype.kind in "iu"
+        self.padded_original = self.padded if exact else pad_equirect(self.original, WARP_PAD)
+        self.coefficients = bspline_coefficients(self.source, WARP_PAD)
+        # The cubic may overshoot its 3×3 neighbours' range by a factor (its sharpness),
+        # never more: no black or blazing rings next to an HDR sun.
+        kernel = np.ones((3, 3), np.uint8)
+        low = cv2.erode(self.padded, kernel, borderType=cv2.BORDER_REPLICATE)
+        high = cv2.dilate(self.padded, kernel, borderType=cv2.BORDER_REPLICATE)
+        self.low = low - np.float32(1.0 - 1.0 / OVERSHOOT) * np.abs(low)
+        self.high = high + np.float32(OVERSHOOT - 1.0) * np.abs(high)
+        self.y0, self.y1, self.fy = grid_tables(height, grid_shape[0], wrap=False)
+        self.x0, self.x1, self.fx = grid_tables(width, grid_shape[1], wrap=True)
+        self.map_x = np.empty((height, width), np.float32)
+        self.map_y = np.empty((height, width), np.float32)
+        self.periods = flow_periods(seconds)
+        self.period = seconds / self.periods
+        self._setup_flow(flow, height, width)
+        self._resolved = None if self.top == 0 else np.empty((height, width, 3), np.float32)
+        edges = np.linspace(0, height, min(BANDS, height) + 1).round().astype(np.int64)
+        self.bands = list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True))
+
+    def _setup_flow(self, flow: np.ndarray | None, height: int, width: int) -> None:
+        """Which pixels flow (slot numbers), their phase-offset noise and the local mean."""
+        gh, gw = self.grid_shape
+        self.slots = np.full((height, width), -1, np.int32)
+        self.flow = np.zeros((3, gh, gw), np.float32)
+        if flow is not None and np.any(flow != 0):
+            self.flow[:2] = flow
+            rng = np.random.Generator(np.random.PCG64(0x666C6F77))
+            self.flow[2] = spherical_noise(rng, gh, gw, max(PHASE_NOISE_SIGMA * gw, 0.5))
+            speed = np.hypot(*(upsample_grid(np.ascontiguousarray(f), height, width) for f in flow))
+            flowing = (speed > 0) & (self.amplitude > 0)
+            count = int(flowing.sum())
+            self.slots[flowing] = np.arange(count, dtype=np.int32)
+        else:
+            count = 0
+        self.flow_count = count
+        padded = max(count, 1)
+        self.flow_maps = np.full((4, padded), float(WARP_PAD), np.float32)
+        self.flow_weight = np.zeros(padded, np.float32)
+        self.flow_norm = np.ones(padded, np.float32)
+        self.alikeness = np.zeros(CORRELATION_REACH + 1, np.float32)
+        self.mean = self.padded
+        if count:
+            blurred = cv2.GaussianBlur(self.source, (0, 0), DETAIL_SIGMA)
+            self.mean = pad_equirect(np.ascontiguousarray(blurred), WARP_PAD)
+            self.alikeness = detail_correlation(self.source - blurred, flowing)
+
+    def _run(self, work) -> None:
+        if self.threads == 1:
+            for band in self.bands:
+                work(band)
+        else:
+            list(_pool(self.threads).map(work, self.bands))
+
+    def render(self, motion: np.ndarray, t: int, frames: int, out: np.ndarray | None = None):
+        """Frame ``t`` of ``frames``, moved by ``motion`` (2, h, w) float32 in pixels."""
+        if motion.shape != (2, *self.grid_shape) or motion.dtype != np.float32:
+            wanted = (2, *self.grid_shape)
+            raise ValueError(f"motion must be float32 {wanted}, got {motion.dtype} {motion.shape}")
+        if out is None:
+            out = np.empty_like(self.original)
+        # Phase of the flow at this frame: whole periods per loop, so frame T == frame 0.
+        base = np.float32(((t % frames) * self.periods % frames) / frames)
+        period = np.float32(self.period)
+
+        def maps(band):
+            _map_rows(
+                self.amplitude, motion, self.flow, self.x0, self.x1, self.fx,
+                self.y0, self.y1, self.fy, base, period, self.alikeness, self.slots,
+                band[0], band[1], WARP_PAD, self.map_x, self.map_y, self.flow_maps,
+                self.flow_weight, self.flow_norm,
+            )  # fmt: skip
+
+        self._run(maps)
+        target = out if self._resolved is None else self._resolved
+
+        def finish(band):
+            _finish_rows(
+                self.original if self._resolved is None else self.source, self.amplitude,
+                self.padded_original, self.coefficients, self.mean, self.low, self.high,
+                self.map_x, self.map_y, self.slots, self.flow_maps, self.flow_weight,
+                self.flow_norm,
+                band[0], band[1], self.top, target,
+            )  # fmt: skip
+
+        self._run(finish)
+        if self._resolved is not None:
+            np.copyto(out, self._resolved, casting="unsafe")
+        return out
+
+
+def detail_correlation(detail: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Correlation of ``detail`` (H, W, 3) with itself shifted by 0, 1, … pixels
+    (mean of the horizontal and vertical shifts, over ``region``), float32."""
+    grey = detail.mean(axis=2)
+    out = np.zeros(CORRELATION_REACH + 1, np.float32)
+    base = grey[region]
+    energy = float(np.mean(base * base))
+    if energy <= 0:
+        return out
+    out[0] = 1.0
+    for d in range(1, CORRELATION_REACH + 1):
+        across = np.roll(grey, d, axis=1)[region]
+        down = np.roll(grey, d, axis=0)[region]
+        value = 0.5 * (float(np.mean(base * across)) + float(np.mean(base * down))) / energy
+        out[d] = max(value, 0.0)
+    return out
+
+
+def bspline_coefficients(image: np.ndarray, pad: int) -> np.ndarray:
+    """Cubic B-spline coefficients of an equirect image (H, W, 3) float32, padded by ``pad``
+    over the seam and the poles: the interpolating prefilter 6/(z + 4 + 1/z), applied as
+    its impulse response √3·(√3 − 2)^|n| (truncated where it falls below 1e-7) along
+    rows and columns of the image padded wider first, so the seam and poles are seamless.
+    """
+    pole = math.sqrt(3.0) - 2.0
+    reach = int(math.ceil(math.log(1e-7) / math.log(-pole)))
+    taps = np.array([math.sqrt(3.0) * pole ** abs(n) for n in range(-reach, reach + 1)])
+    taps = (taps / taps.sum()).astype(np.float32)  # the truncated sum is 1 to 1e-7
+    wide = pad_equirect(np.ascontiguousarray(image, dtype=np.float32), pad + reach)
+    filtered = cv2.sepFilter2D(wide, cv2.CV_32F, taps, taps, borderType=cv2.BORDER_REFLECT)
+    return np.ascontiguousarray(filtered[reach:-reach, reach:-reach])
