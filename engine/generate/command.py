@@ -1,4 +1,8 @@
-"""``python -m engine generate``: a prompt → a seamless looping 360° video (AnimateDiff).
+"""``python -m engine generate``: a prompt → a seamless looping 360° video (AnimateDiff or Wan 2.1).
+
+The model family comes from the model's ``model_index.json`` (``_class_name``):
+``WanPipeline`` → :mod:`.wan` (flow matching, time-compressing VAE, ``--lora``, 16
+frames/s), anything else → AnimateDiff (:mod:`.backends`, 8 frames/s).
 
 Writes the output-folder contract atomically: ``frames/frame_NNNNNN.png`` (8-bit,
 numbered from 0, no duplicated loop frame), a looping ``panorama.mp4`` and
@@ -17,7 +21,7 @@ from pathlib import Path
 from ..errors import BadInput
 from ..jobs import JobContext
 
-HELP = "generate a seamless looping 360° panorama video from a prompt (AnimateDiff)"
+HELP = "generate a seamless looping 360° panorama video from a prompt (AnimateDiff or Wan 2.1)"
 #: Loop length when neither --seconds nor --frames is given: one AnimateDiff window.
 DEFAULT_SECONDS = 2.0
 #: How close seconds × rate must come to a whole number of frames.
@@ -87,7 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         required=True,
-        help="AnimateDiff pipeline: a hub id or a folder written by save_pretrained "
+        help="AnimateDiff or Wan 2.1 pipeline: a hub id or a folder written by save_pretrained "
         "(with --motion-adapter: a Stable Diffusion 1.5 pipeline)",
     )
     parser.add_argument("--out", required=True, type=Path, help="new output folder")
@@ -100,13 +104,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"length of the loop (default {DEFAULT_SECONDS:g}); frames written = seconds × fps",
     )
     parser.add_argument(
-        "--frames", type=int, help="frames written (instead of --seconds: seconds = frames / fps)"
+        "--frames",
+        type=int,
+        help="frames written (instead of --seconds: seconds = frames / fps; "
+        "Wan denoises a multiple of 4)",
     )
-    parser.add_argument("--fps", type=float, default=8.0, help="frame rate of the output")
+    parser.add_argument(
+        "--fps", type=float, help="frame rate of the output (default: the model's, 8 or Wan's 16)"
+    )
     parser.add_argument(
         "--model-fps",
         type=float,
-        help="rate the model denoises at (default: its own, 8 for AnimateDiff); "
+        help="rate the model denoises at (default: its own, 8 for AnimateDiff, 16 for Wan); "
         "frames denoised = seconds × model fps, the rest are interpolated",
     )
     parser.add_argument("--steps", type=int, default=25, help="denoising steps")
@@ -141,8 +150,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--window-frames",
         type=int,
-        default=16,
-        help="frames per model call (AnimateDiff: 16; fewer is faster, less coherent)",
+        help="frames per model call (AnimateDiff: 16, Wan: 81; fewer is faster, less coherent)",
+    )
+    parser.add_argument(
+        "--window-size",
+        help="Wan: pixels WIDTHxHEIGHT per model call (default 832x480, its training size)",
+    )
+    parser.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="ID_OR_FILE[:SCALE]",
+        help="Wan: LoRA weights (hub id, folder or .safetensors file), scale 1 by default; "
+        "repeatable (e.g. PanoWan's panorama LoRA)",
     )
     parser.add_argument(
         "--schedule",
@@ -175,17 +195,26 @@ def parse_latitudes(text: str) -> tuple[float, ...]:
 def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     """Check everything, load the model, sample, decode and write the folder atomically."""
     from ..media import check_output_free
-    from .backends import ANIMATEDIFF_FPS
+    from .backends import ANIMATEDIFF_FPS, ANIMATEDIFF_WINDOW_FRAMES
     from .loading import inspect_model
     from .sampler import GenerateRequest, check_request_numbers, check_request_sizes
+    from .wan import WAN_MODEL_FPS, WAN_PIPELINE, model_class, parse_lora
 
     # 1. Check inputs: nothing loads and nothing is written before all of them pass.
-    model_fps = args.model_fps if args.model_fps is not None else ANIMATEDIFF_FPS
-    timing = loop_timing(args.seconds, args.frames, args.fps, model_fps)
     if args.sphere_longitudes < 1:
         raise BadInput(f"--sphere-longitudes must be at least 1, got {args.sphere_longitudes}")
-    if args.window_frames < 1:
+    if args.window_frames is not None and args.window_frames < 1:
         raise BadInput(f"--window-frames must be at least 1, got {args.window_frames}")
+    window_size = parse_window_size(args.window_size) if args.window_size else None
+    loras = [parse_lora(text) for text in args.lora]
+    check_output_free(args.out)
+    wan = model_class(args.model, offline=args.offline) == WAN_PIPELINE
+    if not wan and (loras or window_size):
+        raise BadInput(f"--lora and --window-size are for Wan models; {args.model} is not one")
+    native_fps = WAN_MODEL_FPS if wan else ANIMATEDIFF_FPS
+    model_fps = args.model_fps if args.model_fps is not None else native_fps
+    fps = args.fps if args.fps is not None else native_fps
+    timing = loop_timing(args.seconds, args.frames, fps, model_fps)
     cameras = ()
     if args.cameras is not None:
         from ..cameras import load_cameras
@@ -206,8 +235,10 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
         sphere_longitudes=args.sphere_longitudes,
     )
     check_request_numbers(request)
-    check_output_free(args.out)
+    if wan:
+        return _run_wan(args, request, ctx, timing, window_size=window_size, loras=loras)
     info = inspect_model(args.model, motion_adapter=args.motion_adapter, offline=args.offline)
+    args.window_frames = args.window_frames or ANIMATEDIFF_WINDOW_FRAMES
     if args.window_frames > info.max_frames:
         raise BadInput(
             f"--window-frames {args.window_frames} exceeds the motion module's "
@@ -232,6 +263,57 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
         )
     extra = {"vae_tiling_auto": vae_tiling and not args.vae_tiling}
     return generate_to_folder(backend, request, args.out, ctx, timing=timing, extra=extra)
+
+
+def parse_window_size(text: str) -> tuple[int, int]:
+    """``"832x480"`` (width x height, pixels) → (height, width); BadInput naming the value."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise BadInput(f"--window-size must be WIDTHxHEIGHT in pixels, got {text!r}") from None
+    if width < 1 or height < 1:
+        raise BadInput(f"--window-size must be positive, got {text!r}")
+    return height, width
+
+
+def _run_wan(
+    args: argparse.Namespace,
+    request: object,
+    ctx: JobContext,
+    timing: LoopTiming,
+    *,
+    window_size: tuple[int, int] | None,
+    loras: list,
+) -> Path:
+    """The Wan 2.1 path of :func:`run`: check the pipeline, sizes and LoRAs, then load."""
+    from .sampler import check_request_sizes
+    from .wan import inspect_lora, inspect_wan, load_wan, native_window
+
+    if args.motion_adapter:
+        raise BadInput(f"--motion-adapter is for AnimateDiff; {args.model} is a Wan pipeline")
+    info = inspect_wan(args.model, offline=args.offline)
+    latent = (
+        max(1, timing.denoised_frames // info.time_factor),
+        args.height // info.vae_factor,
+        args.width // info.vae_factor,
+    )
+    window = native_window(info, latent, frames=args.window_frames, size=window_size)
+    check_request_sizes(
+        request, info.vae_factor, info.patch[1], window, time_factor=info.time_factor
+    )
+    checked = tuple(inspect_lora(spec, info, offline=args.offline) for spec in loras)
+    with ctx.timed("load"):
+        backend = load_wan(
+            info,
+            window=window,
+            device=args.device,
+            dtype=args.dtype,
+            loras=checked,
+            offline=args.offline,
+            cpu_offload=args.cpu_offload,
+            vae_tiling=args.vae_tiling,
+        )
+    return generate_to_folder(backend, request, args.out, ctx, timing=timing)
 
 
 def check_memory(
