@@ -13,13 +13,20 @@
    slow for this CPU). Baseline: the same model at the small size.
 3. On a CUDA machine, also time per step and peak VRAM at 1K, 2K and 4K widths with
    the full-size model in float16.
+4. **Wan 2.1** (``wan`` part): the work table for Wan's native window (21 latent frames
+   × 60 × 104, its 81-frame 480×832 training clip; patch 2) on a 2048×1024, 84-frame
+   ring, and peak memory at 1× and 4× width for the full-size Wan2.1-T2V-1.3B
+   transformer (its published config, random weights, float32 on the CPU) making one
+   window call of ``--full-frames`` latent frames on a 16-frame ring without guidance
+   (a whole step at full size is far too slow for this CPU).
 
-Run: ``.venv/bin/python bench/generate.py [--parts work,tiny,full,cuda] [--full-frames 2]``.
+Run: ``.venv/bin/python bench/generate.py [--parts work,tiny,full,cuda,wan] [--full-frames 2]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import subprocess
@@ -39,6 +46,13 @@ from engine.generate.ring import coverage  # noqa: E402
 
 ANIMATEDIFF_WINDOW = sch.WindowGrid((16, 64, 64), align=8)
 GRID_2K = (16, 128, 256)  # frames, latent rows, latent cols of 2048×1024 px
+WAN_WINDOW = sch.WindowGrid((21, 60, 104), align=2)  # 81 frames of 480×832 px
+WAN_GRID_2K = (21, 128, 256)  # 84 frames of 2048×1024 px
+#: Wan2.1-T2V-1.3B's transformer config (diffusers' ``WanTransformer3DModel``).
+WAN_1_3B = dict(num_attention_heads=12, attention_head_dim=128, ffn_dim=8960, num_layers=30,
+                text_dim=4096, freq_dim=256, in_channels=16, out_channels=16,
+                patch_size=(1, 2, 2), cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+                eps=1e-6, rope_max_seq_len=1024)  # fmt: skip
 STEPS = 25
 
 
@@ -56,8 +70,9 @@ def sphere_step_views(step: int, window: sch.WindowGrid, grid: tuple) -> list:
     return views + sch.fill_windows(step, window, grid, written)
 
 
-def work_table() -> None:
-    window, grid = ANIMATEDIFF_WINDOW, GRID_2K
+def work_table(
+    window: sch.WindowGrid = ANIMATEDIFF_WINDOW, grid: tuple[int, int, int] = GRID_2K
+) -> None:
     cycle = range(sch.OFFSET_CYCLE)
     flat = [
         pixels_per_cell(sch.shifted_windows(s, window, grid, latitude_shift=False), grid)
@@ -68,6 +83,7 @@ def work_table() -> None:
     sphere = [pixels_per_cell(sphere_step_views(s, window, coarse), coarse) for s in range(4)]
     blend = [pixels_per_cell(sch.blend_windows(s, window, grid), grid) for s in cycle]
     multi = pixels_per_cell(sch.multidiffusion_windows(window, grid, stride=8), grid)
+    name = "1." if window == ANIMATEDIFF_WINDOW else "4. Wan:"
     # The whole default plan, in full-canvas latent pixels per step.
     total = 0.0
     for stage in sch.plan_stages(STEPS, grid[1:], window):
@@ -82,7 +98,7 @@ def work_table() -> None:
             total += sum(v.pixels for v in views) / math.prod(grid)
     plan = total / STEPS
     print(
-        f"1. Window pixels per latent pixel per step, latent {grid} (F, H, W), window "
+        f"{name} Window pixels per latent pixel per step, latent {grid} (F, H, W), window "
         f"{window.size}; baseline MultiDiffusion stride 8"
     )
     rows = [
@@ -176,6 +192,26 @@ def full_size_backend(window_frames: int, device: str, dtype: str):
     return AnimateDiffBackend(pipe, info, window_frames=window_frames, device=device)
 
 
+def full_size_wan_backend(window_frames: int, device: str):
+    """The Wan2.1-T2V-1.3B transformer at full size, random weights, float32; a tiny VAE
+    stands in (only its latent statistics are read: nothing is decoded here)."""
+    import types
+
+    import torch
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+    from engine.generate.wan import WanBackend, WanInfo
+
+    torch.manual_seed(0)
+    transformer = WanTransformer3DModel(**WAN_1_3B).to(device)
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1)
+    pipe = types.SimpleNamespace(transformer=transformer, vae=vae)
+    info = WanInfo(Path("."), "random full-size Wan2.1-T2V-1.3B transformer", "random",
+                   8, 4, (1, 2, 2), 16, 3.0, 1000)  # fmt: skip
+    window = (window_frames, *WAN_WINDOW.size[1:])
+    return WanBackend(pipe, info, window=window, device=device)
+
+
 def measure(args: argparse.Namespace) -> None:
     """Child process: load, reset the peak, sample, print one JSON line."""
     import torch
@@ -190,6 +226,8 @@ def measure(args: argparse.Namespace) -> None:
         backend = load_animatediff(
             inspect_model(args.model), window_frames=args.window_frames, device=args.device
         )
+    elif args.measure == "wan":
+        backend = full_size_wan_backend(args.window_frames, args.device)
     else:
         backend = full_size_backend(args.window_frames, args.device, args.dtype)
     cuda = args.device.startswith("cuda")
@@ -203,7 +241,13 @@ def measure(args: argparse.Namespace) -> None:
         schedule="windows",
     )
     ctx = JobContext()
-    embeds = backend.encode_prompt(request.prompt, request.negative, request.guidance)
+    if args.measure == "wan":  # UMT5-XXL states of Wan's 512 tokens, random (4096 wide)
+        from engine.generate.wan import WanEmbeds
+
+        request = dataclasses.replace(request, guidance=1.0)
+        embeds = WanEmbeds(cond=torch.randn(1, 512, 4096, device=backend.device), uncond=None)
+    else:
+        embeds = backend.encode_prompt(request.prompt, request.negative, request.guidance)
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -212,7 +256,8 @@ def measure(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     if args.views:  # a budget of model calls on the full-size ring (CPU is too slow)
         f = backend.vae_factor
-        grid = (args.frames, args.width // 2 // f, args.width // f)
+        frames = args.frames // getattr(backend, "time_factor", 1)
+        grid = (frames, args.width // 2 // f, args.width // f)
         window = sch.WindowGrid(backend.window, backend.align)
         x = torch.randn(backend.latent_channels, *grid, device=backend.device)
         t = backend.timesteps(args.steps)[0]
@@ -279,10 +324,10 @@ def memory_rows(label: str, small: dict, large: dict) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--parts", default="work,tiny,full,cuda", help="comma-separated parts to run"
+        "--parts", default="work,tiny,full,cuda,wan", help="comma-separated parts to run"
     )
     parser.add_argument("--full-frames", type=int, default=2, help="frames per full-size call")
-    parser.add_argument("--measure", choices=("tiny", "full"), help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=("tiny", "full", "wan"), help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--width", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--frames", type=int, default=4, help=argparse.SUPPRESS)
@@ -331,6 +376,30 @@ def main() -> int:
             for w in (1024, 4096)
         ]
         memory_rows(f"full-size AnimateDiff ({n}-frame window),", *full)
+
+    if "wan" in parts:
+        work_table(WAN_WINDOW, WAN_GRID_2K)
+        n = str(args.full_frames)
+        wan = [
+            child(
+                "--measure",
+                "wan",
+                "--width",
+                str(w),
+                "--frames",
+                "16",
+                "--window-frames",
+                n,
+                "--views",
+                "1",
+                "--threads",
+                "2",
+            )  # fmt: skip
+            for w in (1024, 4096)
+        ]
+        print("   peak memory (RSS) at 4× the width; baseline: the same model at 1×")
+        memory_rows(f"full-size Wan 1.3B transformer ({n}-latent-frame window),", *wan)
+        print("   CUDA (time per step, VRAM at 2048 and 4096 widths): not measured here")
 
     import torch
 
