@@ -172,6 +172,8 @@ def bad_inputs(tmp_path, small_exr):
     broken = tmp_path / "broken.exr"
     broken.write_bytes(b"\x00not an image")
     small_mask = write_image(tmp_path / "small_mask.png", np.zeros((64, 128, 3), np.uint8))
+    grey_map = tmp_path / "grey_map.png"
+    cv2.imwrite(str(grey_map), np.zeros((128, 256), np.uint8))
     bad_npz = tmp_path / "bad.npz"
     bad_npz.write_bytes(b"PK\x03\x04garbage")
     other_size = tmp_path / "other"
@@ -198,6 +200,17 @@ def bad_inputs(tmp_path, small_exr):
         "output exists": ([pano], str(exists)),
         "bad npz": ([pano, "--motion", str(bad_npz)], str(bad_npz)),
         "npz of another size": ([pano, "--motion", str(other_size / "motion.npz")], "128x64"),
+        "motion map size": ([pano, "--motion-map", str(small_mask)], "motion map"),
+        "motion map grey": ([pano, "--motion-map", str(grey_map)], "grey_map.png is grey"),
+        "drift direction NaN": ([pano, "--drift-direction", "nan"], "drift direction"),
+        "drift direction inf": ([pano, "--drift-direction", "inf"], "got inf"),
+        "drift speed NaN": ([pano, "--drift-speed", "nan"], "drift speed"),
+        "drift speed -inf": ([pano, "--drift-speed=-inf"], "got -inf"),
+        "drift speed < 0": ([pano, "--drift-speed", "-2"], "got -2.0"),
+        "map with saved motion": (
+            [pano, "--motion", str(other_size / "motion.npz"), "--drift-speed", "3"],
+            "--drift-speed",
+        ),
     }
 
 

@@ -28,6 +28,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: estimated from the image)",
     )
     parser.add_argument(
+        "--motion-map",
+        type=Path,
+        help="painted motion, an RGB image the size of IMAGE: red = one-way drift/flow, "
+        "green = sway, blue = ripple, each channel's value = how much; black = exactly "
+        "still (replaces the estimate of what moves; --mask further limits it)",
+    )
+    parser.add_argument(
+        "--drift-direction",
+        type=float,
+        metavar="DEG",
+        help="heading of the wind the sky (and the map's red) drifts with, in Blender's "
+        "world: 0 = toward +X, 90 = toward +Y (default: chosen by --seed)",
+    )
+    parser.add_argument(
+        "--drift-speed",
+        type=float,
+        metavar="DEG_PER_S",
+        help="one-way drift speed overhead, degrees of arc per second; 0 = no one-way "
+        "drift (default 2)",
+    )
+    parser.add_argument(
         "--strength",
         type=float,
         default=1.0,
@@ -55,5 +76,8 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
         strength=args.strength,
         seed=args.seed,
         motion_path=args.motion,
+        motion_map_path=args.motion_map,
+        drift_direction=args.drift_direction,
+        drift_speed=args.drift_speed,
         ctx=ctx,
     )

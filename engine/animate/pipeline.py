@@ -31,7 +31,7 @@ from ..media import (
     write_image,
     write_manifest,
 )
-from .priors import MotionPrior, ProceduralPrior
+from .priors import DRIFT_SPEED, Drift, MotionPrior, ProceduralPrior
 from .spectral import (
     HERTZ,
     MotionTexture,
@@ -49,6 +49,8 @@ MOTION_NAME = "motion.npz"
 MAX_STRENGTH = 100.0
 #: Fewest frames of a loop that can move (one cycle needs more than 2 samples).
 MIN_FRAMES = 3
+#: Fastest one-way drift accepted, degrees of arc per second (a quarter turn per second).
+MAX_DRIFT_SPEED = 90.0
 
 
 # --------------------------------------------------------------------------- input checks
@@ -118,6 +120,48 @@ def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
     else:
         values = mask.astype(np.float32) / np.float32(np.iinfo(mask.dtype).max)
     return values.mean(axis=2).astype(np.float32)
+
+
+def check_drift(direction: float | None, speed: float | None) -> Drift:
+    """The one-way drift's heading (degrees, any finite value) and speed (degrees of arc
+    per second, in [0, MAX_DRIFT_SPEED]); None = the default."""
+    if direction is not None and not math.isfinite(direction):
+        raise BadInput(f"drift direction must be a finite number of degrees, got {direction}")
+    if speed is not None:
+        if not math.isfinite(speed) or speed < 0:
+            raise BadInput(f"drift speed must be a finite number >= 0 (deg/s), got {speed}")
+        if speed > MAX_DRIFT_SPEED:
+            raise BadInput(f"drift speed must be at most {MAX_DRIFT_SPEED:g} deg/s, got {speed}")
+    return Drift(
+        None if direction is None else float(direction),
+        DRIFT_SPEED if speed is None else float(speed),
+    )
+
+
+def read_motion_map(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A painted motion map as (H, W, 3) float32 in [0, 1]: red = drift/flow, green =
+    sway, blue = ripple. It must be RGB (a grey image cannot say which kind) and the
+    panorama's size."""
+    import cv2
+
+    image = read_image(path)
+    channels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    count = 1 if channels is None or channels.ndim == 2 else channels.shape[2]
+    if count < 3:
+        raise BadInput(
+            f"motion map {path} is grey ({count} channel); paint it in RGB: "
+            "red = drift, green = sway, blue = ripple"
+        )
+    if image.shape[:2] != shape:
+        raise BadInput(
+            f"motion map {path} is {image.shape[1]}x{image.shape[0]}; "
+            f"the panorama is {shape[1]}x{shape[0]}"
+        )
+    if image.dtype.kind == "f":
+        if not np.all(np.isfinite(image)):
+            raise BadInput(f"motion map {path} contains NaN or infinite values")
+        return np.clip(image, 0.0, 1.0).astype(np.float32)
+    return (image.astype(np.float32) / np.float32(np.iinfo(image.dtype).max)).astype(np.float32)
 
 
 def read_motion(path: Path, shape: tuple[int, int], mask: np.ndarray | None) -> SpectralVolume:
@@ -259,6 +303,9 @@ class AnimateRequest:
     mask_path: Path | None
     motion: SpectralVolume | None
     motion_path: Path | None
+    motion_map: np.ndarray | None = None
+    motion_map_path: Path | None = None
+    drift: Drift = Drift()
 
 
 def check_request(
@@ -271,21 +318,42 @@ def check_request(
     strength: float = 1.0,
     seed: int = 0,
     motion_path: Path | None = None,
+    motion_map_path: Path | None = None,
+    drift_direction: float | None = None,
+    drift_speed: float | None = None,
 ) -> AnimateRequest:
     """Check every input (cheap ones first); raises :class:`BadInput`, writes nothing."""
     image_path, out = Path(image_path), Path(out)
     frames = frame_count(seconds, fps)
     strength = check_strength(strength)
     seed = check_seed(seed)
+    drift = check_drift(drift_direction, drift_speed)
+    if motion_path is not None:
+        given = [
+            name
+            for name, value in (
+                ("--motion-map", motion_map_path),
+                ("--drift-direction", drift_direction),
+                ("--drift-speed", drift_speed),
+            )
+            if value is not None
+        ]
+        if given:
+            raise BadInput(
+                f"{', '.join(given)} shape the prior's motion; a saved --motion {motion_path} "
+                "already holds its own (use --mask and --strength with it)"
+            )
     check_output_free(out)
     image = read_panorama_image(image_path)
     shape = image.shape[:2]
     mask = read_mask(Path(mask_path), shape) if mask_path is not None else None
+    motion_map = read_motion_map(Path(motion_map_path), shape) if motion_map_path else None
     motion = read_motion(Path(motion_path), shape, mask) if motion_path is not None else None
     return AnimateRequest(
         image_path, out, image, frames, seconds, fps, strength, seed,
         mask, Path(mask_path) if mask_path else None,
         motion, Path(motion_path) if motion_path else None,
+        motion_map, Path(motion_map_path) if motion_map_path else None, drift,
     )  # fmt: skip
 
 
@@ -299,6 +367,9 @@ def animate_panorama(
     strength: float = 1.0,
     seed: int = 0,
     motion_path: Path | None = None,
+    motion_map_path: Path | None = None,
+    drift_direction: float | None = None,
+    drift_speed: float | None = None,
     prior: MotionPrior | None = None,
     ctx: JobContext | None = None,
 ) -> Path:
@@ -314,10 +385,14 @@ def animate_panorama(
     req = check_request(
         image_path, out, seconds=seconds, fps=fps, mask_path=mask_path,
         strength=strength, seed=seed, motion_path=motion_path,
+        motion_map_path=motion_map_path, drift_direction=drift_direction,
+        drift_speed=drift_speed,
     )  # fmt: skip
     # 2. Motion: the prior's spectral volume, or the one the user saved.
     with ctx.timed("motion"):
-        volume = req.motion or prior.spectral_volume(req.image, mask=req.mask, seed=req.seed)
+        volume = req.motion or prior.spectral_volume(
+            req.image, mask=req.mask, seed=req.seed, motion_map=req.motion_map, drift=req.drift
+        )
         volume = check_volume(volume, f"motion from prior {prior.name!r}")
     ctx.cancel.check()
     with atomic_output_dir(req.out) as tmp:
@@ -345,6 +420,10 @@ def animate_panorama(
             frame_type=req.image.dtype.name,
             source=str(req.image_path),
             mask=str(req.mask_path) if req.mask_path else None,
+            motion_map=str(req.motion_map_path) if req.motion_map_path else None,
+            drift_direction=volume.info.get("drift_direction"),
+            drift_speed=volume.info.get("drift_speed"),
+            one_way_flow=volume.flow is not None,
             motion_file=MOTION_NAME,
             motion_source=str(req.motion_path) if req.motion_path else "prior",
             prior=volume.prior,
