@@ -131,6 +131,11 @@ def animate_job(scene: Any) -> Job:
     ]  # fmt: skip
     if settings.motion_mask.strip():
         argv += ["--mask", bpy.path.abspath(settings.motion_mask.strip())]
+    if settings.motion_map.strip():
+        argv += ["--motion-map", str(saved_motion_map(settings.motion_map.strip()))]
+    if not settings.drift_auto:
+        argv += ["--drift-direction", repr(float(settings.drift_direction))]
+    argv += ["--drift-speed", repr(float(settings.drift_speed))]
     return worker_job(
         f"Animate {source.name}",
         "animate",
@@ -139,6 +144,47 @@ def animate_job(scene: Any) -> Job:
         online=bpy.app.online_access,
         on_done=apply_world_when_done(scene.name),
     )
+
+
+def saved_motion_map(path: str) -> Path:
+    """The motion map's file, with any unsaved painting in Blender saved into it first."""
+    target = Path(bpy.path.abspath(path))
+    for image in bpy.data.images:
+        if image.filepath and Path(bpy.path.abspath(image.filepath)) == target:
+            if image.is_dirty:
+                image.save()
+    if not target.is_file():
+        raise AddonError(f"motion map not found: {target}", "check Motion Map, or create one")
+    return target
+
+
+def create_motion_map(scene: Any) -> Any:
+    """A black RGB image at the source's size, saved as PNG in the output folder and set
+    as the scene's Motion Map; returns the Blender image (to paint on)."""
+    settings = scene.panoloop
+    source = source_image_path(scene)
+    if not source.is_file():
+        raise AddonError(f"source image not found: {source}", "check Source Image")
+    still = bpy.data.images.load(str(source), check_existing=True)
+    width, height = still.size
+    if width != 2 * height:
+        raise AddonError(
+            f"source image {source.name} is {width}x{height}; an equirect panorama is 2:1",
+            "choose a 2:1 image as Source Image",
+        )
+    path = engine_env.output_root() / f"{source.stem}-motion-map.png"
+    n = 1
+    while path.exists():
+        n += 1
+        path = path.with_name(f"{source.stem}-motion-map-{n}.png")
+    image = bpy.data.images.new(path.stem, width, height, alpha=False)
+    image.generated_color = (0.0, 0.0, 0.0, 1.0)
+    image.colorspace_settings.name = "Non-Color"  # a map of amounts, not a picture
+    image.filepath_raw = str(path)
+    image.file_format = "PNG"
+    image.save()
+    settings.motion_map = str(path)
+    return image
 
 
 def model_is_local(model: str) -> bool:

@@ -73,6 +73,32 @@ class PanoLoopSettings(bpy.types.PropertyGroup):
         description="Optional mask of the same size: white moves, black stays exactly still",
         subtype="FILE_PATH",
     )
+    motion_map: StringProperty(
+        name="Motion Map",
+        description="Optional painted RGB map of the source's size: red = one-way drift, "
+        "green = sway, blue = ripple, value = how much; black = exactly still",
+        subtype="FILE_PATH",
+    )
+    drift_auto: BoolProperty(
+        name="Auto Drift Direction",
+        description="Let the seed choose the wind heading the sky drifts with",
+        default=True,
+    )
+    drift_direction: FloatProperty(
+        name="Drift Direction",
+        description="Wind heading in degrees in the world: 0 = toward +X, 90 = toward +Y",
+        default=0.0,
+        min=-360.0,
+        max=360.0,
+    )
+    drift_speed: FloatProperty(
+        name="Drift Speed",
+        description="One-way drift overhead, degrees of arc per second (0 = none)",
+        default=2.0,
+        min=0.0,
+        max=90.0,
+        soft_max=20.0,
+    )
     size_preset: EnumProperty(
         name="Size", items=SIZE_PRESETS, default="2048x1024", update=_apply_size_preset
     )

@@ -69,6 +69,15 @@ def draw_settings(layout: Any, context: Any) -> None:
         if not settings.source_image:
             col.label(text="Empty: the World's environment image", icon="WORLD")
         col.prop(settings, "motion_mask")
+        row = col.row(align=True)
+        row.prop(settings, "motion_map")
+        row.operator("panoloop.create_motion_map", text="", icon="BRUSH_DATA")
+        row = col.row(align=True)
+        row.prop(settings, "drift_auto", text="", icon="AUTO")
+        sub = row.row(align=True)
+        sub.enabled = not settings.drift_auto
+        sub.prop(settings, "drift_direction")
+        col.prop(settings, "drift_speed")
         col.prop(settings, "strength")
     col.prop(settings, "seconds")
     col.prop(settings, "fps")

@@ -200,6 +200,18 @@ def test_animate_hdri_in_background_leaves_a_cyclic_world_sequence(animated):
     assert len(list((out / "frames").glob("frame_*.exr"))) == 8
 
 
+def test_create_motion_map_makes_a_black_map_that_the_next_job_uses(animated, forest_hdri):
+    """Create Motion Map (background mode: no editor to open) saves a black map at the
+    source's size; the next animate job saves unsaved painting and passes it with the
+    drift heading and speed."""
+    assert animated["create_map"] == ["FINISHED"]
+    assert animated["map"] == {"exists": True, "size": [1024, 512], "black": True}
+    flags = animated["job_flags"]
+    assert flags["--motion-map"].endswith("-motion-map.png")
+    assert (flags["--drift-direction"], flags["--drift-speed"]) == ("90.0", "3.5")
+    assert animated["map_saved_before_job"]
+
+
 def test_the_world_loops_without_repeating_a_frame(animated):
     """Cycles renders of the World: frame start+8 shows frame start again, start+1 does not."""
     means = animated["render_means"]
@@ -323,6 +335,10 @@ def _install(config: dict) -> tuple[list[str], object]:
 
 def _runner():
     return sys.modules[f"{PACKAGE}.blender_addon.runner"]
+
+
+def _jobs():
+    return sys.modules[f"{PACKAGE}.blender_addon.jobs"]
 
 
 def _error_of(call) -> str:
@@ -493,6 +509,23 @@ def scenario_animate(config: dict) -> dict:
     nodes = scene.world.node_tree.nodes
     seen["env_nodes_after_reapply"] = sum(n.bl_idname == "ShaderNodeTexEnvironment" for n in nodes)
     seen["user_node_kept"] = "User Color" in nodes
+
+    # Create Motion Map: a black map at the source's size, used by the next job.
+    seen["create_map"] = sorted(bpy.ops.panoloop.create_motion_map())
+    map_path = Path(settings.motion_map)
+    painted = next(i for i in bpy.data.images if i.filepath_raw == str(map_path))
+    seen["map"] = {"exists": map_path.is_file(), "size": list(painted.size)}
+    pixels = list(painted.pixels[:])
+    seen["map"]["black"] = max(pixels[i] for i in range(0, len(pixels), 4)) == 0.0
+    painted.pixels[0:4] = (1.0, 0.0, 0.0, 1.0)  # a stroke of red, unsaved
+    settings.drift_auto = False
+    settings.drift_direction = 90.0
+    settings.drift_speed = 3.5
+    job = _jobs().animate_job(scene)
+    argv = json.loads((job.job_dir / "job.json").read_text())["argv"]
+    seen["job_flags"] = {k: argv[argv.index(k) + 1] for k in ("--motion-map", "--drift-direction",
+                                                            "--drift-speed")}  # fmt: skip
+    seen["map_saved_before_job"] = not painted.is_dirty
 
     for obj in [o for o in scene.objects if o.type != "CAMERA"]:
         bpy.data.objects.remove(obj)  # the startup cube would hide the World
