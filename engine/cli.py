@@ -23,6 +23,7 @@ COMMANDS = {
     "views": "engine.views",
     "multicam": "engine.multicam",
     "animate": "engine.animate.command",
+    "motion": "engine.motion",
     "generate": "engine.generate.command",
     "export": "engine.export.command",
     "device": "engine.device",
