@@ -426,6 +426,7 @@ def animate_panorama(
             one_way_flow=volume.flow is not None,
             motion_file=MOTION_NAME,
             motion_source=str(req.motion_path) if req.motion_path else "prior",
+            motion_origin=volume.info.get("source") if req.motion_path else None,
             prior=volume.prior,
             seed=req.seed,
             strength=req.strength,

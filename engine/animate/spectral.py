@@ -42,6 +42,7 @@ key                    dtype, shape     meaning
 ``prior``              str ()           optional: the prior that made it
 ``kinds``              str (K,)         optional: the motion kind of each frequency
 ``flow``               float32 (2,h,w)  optional: one-way velocity, radians per second
+``info``               str ()           optional: JSON object, e.g. ``source`` of a clip
 =====================  ===============  ===========================================
 
 Format 1 is read too: the same keys without ``kinds``/``flow``, ``frequencies`` int64
@@ -50,6 +51,7 @@ whole cycles per loop (whatever the loop's length).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, field, replace
@@ -330,6 +332,9 @@ def save_volume(path: str | os.PathLike[str], volume: SpectralVolume) -> Path:
         arrays["kinds"] = np.array(volume.kinds, dtype=np.str_)
     if volume.flow is not None:
         arrays["flow"] = volume.flow.astype(np.float32)
+    if volume.info:
+        # Where the motion came from (e.g. a clip's path and SHA-256), as JSON text.
+        arrays["info"] = np.str_(json.dumps(volume.info, default=str))
     with path.open("wb") as fh:
         np.savez_compressed(fh, **arrays)
     return path
@@ -341,7 +346,7 @@ def load_volume(path: str | os.PathLike[str]) -> SpectralVolume:
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"motion file not found: {path}")
-    optional = ("prior", "kinds", "flow")
+    optional = ("prior", "kinds", "flow", "info")
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [key for key in NPZ_KEYS if key not in data.files]
@@ -379,13 +384,28 @@ def load_volume(path: str | os.PathLike[str]) -> SpectralVolume:
     flow = arrays.get("flow")
     if flow is not None and flow.dtype.kind != "f":
         raise BadInput(f"motion file {path}: flow must be float, got {flow.dtype}")
+    info = read_info(arrays.get("info"), path)
     volume = SpectralVolume(
         (real.astype(np.float32) + 1j * imag.astype(np.float32)).astype(np.complex64),
         frequencies.astype(np.float64),
         amplitude.astype(np.float32),
         str(arrays.get("prior", "file")),
+        info,
         unit=HERTZ if hertz else CYCLES_PER_LOOP,
         kinds=tuple(str(k) for k in kinds) if kinds is not None else (),
         flow=None if flow is None else flow.astype(np.float32),
     )
     return check_volume(volume, f"motion file {path}")
+
+
+def read_info(text: np.ndarray | None, path: Path) -> dict:
+    """The optional ``info`` key: a JSON object as text (where the motion came from)."""
+    if text is None:
+        return {}
+    try:
+        info = json.loads(str(text)) if text.dtype.kind == "U" and text.shape == () else None
+    except ValueError:
+        info = None
+    if not isinstance(info, dict):
+        raise BadInput(f"motion file {path}: info must be a JSON object as text")
+    return info
