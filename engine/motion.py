@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fps", type=float, help="frame rate of a folder of frames (an MP4's own rate otherwise)"
     )
     parser.add_argument(
+        "--size",
+        type=parse_size,
+        help="WxH of the panorama an equirect clip's motion is for (default: the clip's size)",
+    )
+    parser.add_argument(
         "--projection",
         choices=("auto", "equirect", "perspective"),
         default="auto",
@@ -62,8 +69,20 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
         region_path=args.region,
         fps=args.fps,
         projection=args.projection,
+        size=args.size,
         ctx=ctx,
     )
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"4096x2048"`` → (4096, 2048); a 2:1 size of at least 4x2."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, got {text!r}") from None
+    if width != 2 * height or height < 2:
+        raise argparse.ArgumentTypeError(f"size must be 2:1 and at least 4x2, got {text}")
+    return width, height
 
 
 def learn_motion(
@@ -73,9 +92,14 @@ def learn_motion(
     region_path: Path | None = None,
     fps: float | None = None,
     projection: str = "auto",
+    size: tuple[int, int] | None = None,
     ctx: JobContext | None = None,
 ) -> Path:
-    """Write the spectral volume of ``video``'s motion to ``out``; returns ``out``."""
+    """Write the spectral volume of ``video``'s motion to ``out``; returns ``out``.
+
+    ``size`` (width, height) is the panorama an equirect clip's motion is for (default:
+    the clip's own size); a perspective clip's panorama is its region mask's size.
+    """
     import numpy as np
 
     from .animate import clip
@@ -85,44 +109,52 @@ def learn_motion(
     video, out = Path(video), Path(out)
     # 1. Check inputs (cheap ones first); nothing is written before all of them pass.
     check_motion_output(out)
-    frames, fps, source = read_clip(video, fps)
-    height, width = frames[0].shape[:2]
+    opened = open_clip(video, fps)
+    width, height = opened.size
     equirect = is_equirect(width, height, projection, video)
-    region = read_region(region_path, width, height, equirect) if region_path else None
+    if size is not None and not equirect:
+        raise BadInput("--size is for an equirect clip; a perspective clip takes --region's size")
+    pano_w, pano_h = size or (width, height)
+    region = read_region(region_path, pano_w, pano_h, equirect) if region_path else None
     if not equirect and region is None:
         raise BadInput(
             f"clip {video} is perspective ({width}x{height}): --region MASK must say where on "
             "the panorama its motion goes (a 2:1 mask the size of the panorama)"
         )
+    scale = clip.analysis_scale(width)
+    gray = [clip.analysis_gray(frame, scale) for frame in opened.frames(ctx)]
+    if len(gray) < 2:
+        raise BadInput(f"clip {video} has {len(gray)} frame; motion needs at least 2")
     ctx.progress(STAGES[0], 1, len(STAGES))
     # 2. Trajectories from the first frame (flow accumulated, then refined against it).
     with ctx.timed("trajectories"):
-        scale = clip.analysis_scale(width)
-        gray = [clip.analysis_gray(frame, scale) for frame in frames]
-        del frames
-        ctx.cancel.check()
         motion = clip.trajectories(gray, wrap=equirect)
     ctx.progress(STAGES[1], 2, len(STAGES))
     ctx.cancel.check()
     # 3. Temporal spectrum: the K strongest harmonics, in hertz; onto the panorama grid.
     with ctx.timed("spectrum"):
-        spec = clip.clip_spectrum(motion, fps, scale)
+        spec = clip.clip_spectrum(motion, opened.fps, scale)
         moving = clip.moving_mask(spec.moving, clip.changing_pixels(gray))
         spec = clip.ClipSpectrum(spec.coefficients, spec.frequencies, scale, moving, spec.energy)
         if equirect:
-            coefficients = clip.equirect_coefficients(spec, width)
-            amplitude = clip.equirect_amplitude(spec, height, width)
+            coefficients = clip.equirect_coefficients(spec, pano_w)
+            amplitude = clip.equirect_amplitude(spec, pano_h, pano_w)
             if region is not None:
                 amplitude = amplitude * region
         else:
-            coefficients = clip.perspective_coefficients(spec, region.shape[1])
+            coefficients = clip.perspective_coefficients(spec, pano_w)
             amplitude = region
     ctx.progress(STAGES[2], 3, len(STAGES))
-    source.update(
-        projection="equirect" if equirect else "perspective",
-        region=str(region_path) if region_path else None,
-        energy_kept=round(spec.energy, 6),
-    )
+    source = {
+        "clip": str(video.resolve()),
+        "sha256": opened.sha256(),
+        "frames": len(gray),
+        "fps": opened.fps,
+        "size": [width, height],
+        "projection": "equirect" if equirect else "perspective",
+        "region": str(region_path) if region_path else None,
+        "energy_kept": round(spec.energy, 6),
+    }
     volume = check_volume(
         SpectralVolume(
             coefficients,
@@ -152,6 +184,8 @@ def check_motion_output(out: Path) -> None:
 
 
 def check_fps(fps: float | None, video: Path) -> float:
+    if fps is None and not video.is_dir():
+        raise BadInput(f"video {video} does not state its frame rate: give --fps")
     if fps is None:
         raise BadInput(f"clip {video} is a folder of frames: --fps must give its frame rate")
     if not (math.isfinite(fps) and fps > 0):
@@ -159,9 +193,39 @@ def check_fps(fps: float | None, video: Path) -> float:
     return float(fps)
 
 
-def read_clip(video: Path, fps: float | None) -> tuple[list[Any], float, dict[str, Any]]:
-    """The clip's frames (RGB arrays), its frame rate and a description of the source."""
-    from .animate.clip import check_frames_alike
+@dataclass
+class OpenedClip:
+    """A clip whose size and frame rate are known; its frames are read one at a time."""
+
+    path: Path
+    size: tuple[int, int]  # (width, height)
+    fps: float
+    paths: list[Path] | None  # a folder's frame files; None for a video file
+
+    def frames(self, ctx: JobContext) -> Iterator[Any]:
+        """Every frame (RGB array), checked to be of the first frame's size."""
+        from .media import read_image
+
+        if self.paths is None:
+            yield from video_frames(self.path)
+            return
+        for index, path in enumerate(self.paths):
+            ctx.cancel.check()
+            frame = read_image(path)
+            if (frame.shape[1], frame.shape[0]) != self.size:
+                raise BadInput(
+                    f"clip {self.path}: frame {index} is {frame.shape[1]}x{frame.shape[0]}, "
+                    f"frame 0 is {self.size[0]}x{self.size[1]}; every frame must be the same size"
+                )
+            yield frame
+
+    def sha256(self) -> str:
+        """Of the video file; of a folder, over its frames in order (name, then bytes)."""
+        return file_sha256(self.path) if self.paths is None else folder_sha256(self.paths)
+
+
+def open_clip(video: Path, fps: float | None) -> OpenedClip:
+    """The clip's size and frame rate, from its first frame or the video's header."""
     from .media import list_frames, read_image
 
     if video.is_dir():
@@ -169,44 +233,41 @@ def read_clip(video: Path, fps: float | None) -> tuple[list[Any], float, dict[st
         paths = list_frames(video)
         if len(paths) < 2:
             raise BadInput(f"clip {video} has {len(paths)} frame; motion needs at least 2")
-        frames = [read_image(p) for p in paths]
-        check_frames_alike([f.shape for f in frames], video)
-        digest = folder_sha256(paths)
-    elif video.is_file() and video.suffix.lower() in VIDEO_SUFFIXES:
-        frames, file_fps = read_video(video)
-        fps = check_fps(fps if fps is not None else file_fps, video)
-        if len(frames) < 2:
-            raise BadInput(f"clip {video} has {len(frames)} frame; motion needs at least 2")
-        digest = file_sha256(video)
-    elif not video.exists():
+        first = read_image(paths[0])
+        return OpenedClip(video, (int(first.shape[1]), int(first.shape[0])), fps, paths)
+    if video.is_file() and video.suffix.lower() in VIDEO_SUFFIXES:
+        size, file_fps = video_header(video)
+        return OpenedClip(video, size, check_fps(fps if fps is not None else file_fps, video), None)
+    if not video.exists():
         raise BadInput(f"clip not found: {video}")
-    else:
-        raise BadInput(
-            f"clip {video} is neither a folder of frames nor a video ({', '.join(VIDEO_SUFFIXES)})"
-        )
-    source = {
-        "clip": str(video.resolve()),
-        "sha256": digest,
-        "frames": len(frames),
-        "fps": fps,
-        "size": [int(frames[0].shape[1]), int(frames[0].shape[0])],
-    }
-    return frames, fps, source
+    raise BadInput(
+        f"clip {video} is neither a folder of frames nor a video ({', '.join(VIDEO_SUFFIXES)})"
+    )
 
 
-def read_video(path: Path) -> tuple[list[Any], float]:
-    """Every frame of a video file (8-bit RGB) and its frame rate, via the bundled ffmpeg."""
+def video_header(path: Path) -> tuple[tuple[int, int], float]:
+    """(width, height) and frame rate of a video file, via the bundled ffmpeg."""
     import imageio_ffmpeg
-    import numpy as np
 
     try:
         reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
         meta = next(reader)
-        w, h = meta["size"]
-        frames = [np.frombuffer(buf, np.uint8).reshape(h, w, 3) for buf in reader]
+        reader.close()
+        width, height = meta["size"]
     except (OSError, RuntimeError, StopIteration, KeyError) as exc:
         raise BadInput(f"cannot read video {path}: {exc}") from None
-    return frames, float(meta.get("fps") or 0.0)
+    return (int(width), int(height)), float(meta.get("fps") or 0.0)
+
+
+def video_frames(path: Path) -> Iterator[Any]:
+    """A video file's frames as 8-bit RGB arrays, one at a time."""
+    import imageio_ffmpeg
+    import numpy as np
+
+    reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+    width, height = next(reader)["size"]
+    for buffer in reader:
+        yield np.frombuffer(buffer, np.uint8).reshape(height, width, 3)
 
 
 def is_equirect(width: int, height: int, projection: str, video: Path) -> bool:

@@ -212,6 +212,18 @@ def test_perspective_clip_moves_only_the_chosen_region(tmp_path):
     assert strongest == pytest.approx(AMPLITUDES[0] * 2 * np.pi / 128, rel=0.1)
 
 
+def test_equirect_motion_for_a_larger_panorama(clip_folder, tmp_path):
+    """--size: the clip's motion (radians) for a panorama of another size; the still
+    part stays exactly still there too."""
+    motion = tmp_path / "m.npz"
+    result = run_cli("motion", clip_folder, "--out", motion, "--fps", FPS, "--size", "512x256")
+    assert result.returncode == 0, result.stderr
+    volume = load_volume(motion)
+    assert volume.image_shape == (256, 512) and volume.grid_shape == (128, 256)
+    rows = np.flatnonzero(volume.amplitude.any(axis=1))
+    assert (rows.min(), rows.max()) == (2 * BAND.start, 2 * BAND.stop - 1)
+
+
 # ------------------------------------------------------------------ bad input
 
 

@@ -40,7 +40,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..errors import BadInput
 from .spectral import K
 
 #: Width of the coarse motion grid (as the procedural prior's): motion is smooth.
@@ -276,13 +275,3 @@ def _blur(coefficients: np.ndarray, size: int) -> np.ndarray:
         field = coefficients[index]
         out[index] = wrapped_blur(field.real) + 1j * wrapped_blur(field.imag)
     return out
-
-
-def check_frames_alike(shapes: Sequence[tuple[int, ...]], where: object) -> None:
-    """Refuse a clip whose frames differ in size, naming the first odd one."""
-    for index, shape in enumerate(shapes):
-        if shape[:2] != shapes[0][:2]:
-            raise BadInput(
-                f"clip {where}: frame {index} is {shape[1]}x{shape[0]}, "
-                f"frame 0 is {shapes[0][1]}x{shapes[0][0]}; every frame must be the same size"
-            )
