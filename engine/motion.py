@@ -121,6 +121,8 @@ def learn_motion(
             f"clip {video} is perspective ({width}x{height}): --region MASK must say where on "
             "the panorama its motion goes (a 2:1 mask the size of the panorama)"
         )
+    if not equirect:
+        pano_h, pano_w = region.shape  # the panorama is the region mask's size
     scale = clip.analysis_scale(width)
     gray = [clip.analysis_gray(frame, scale) for frame in opened.frames(ctx)]
     if len(gray) < 2:
