@@ -17,6 +17,8 @@ from typing import Any
 
 import bpy
 
+from . import contract
+
 #: The extension's root package (``bl_ext.<repo>.panoloop`` when installed as an extension).
 ADDON_PACKAGE = __package__.rpartition(".")[0]
 #: The extension folder: it holds ``engine/`` next to ``blender_addon/``.
@@ -29,15 +31,9 @@ JOBS_DIR_NAME = "jobs"
 ENGINE_CHECK_NAME = "engine-check.json"
 
 
-class AddonError(Exception):
-    """A failure the user can act on: ``fix`` says where (shown under the error)."""
-
-    def __init__(self, message: str, fix: str = "") -> None:
-        super().__init__(message)
-        self.fix = fix
-
-    def report_text(self) -> str:
-        return f"{self} — {self.fix}" if self.fix else str(self)
+#: The add-on's one error type: a failure the user can act on, ``fix`` says where
+#: (shown under the error). It is the contract's, so the engine's refusals read alike.
+AddonError = contract.PanoLoopError
 
 
 def user_dir() -> Path:

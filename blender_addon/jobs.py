@@ -8,7 +8,6 @@ to look. The engine repeats its own checks (it is the authority on its inputs).
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -17,10 +16,10 @@ from typing import Any
 
 import bpy
 
-from . import engine_env, world
+from . import contract, engine_env, world
 from .engine_env import AddonError
 from .runner import Job
-from .scene_io import SceneError, cameras_in_scope, write_cameras_json
+from .scene_io import cameras_in_scope, write_cameras_json
 
 #: ``device`` preference → the engine's ``--device``; precision → ``--dtype``.
 DEVICE_FLAGS = {"AUTO": "auto", "CUDA": "cuda", "MPS": "mps", "CPU": "cpu"}
@@ -45,7 +44,7 @@ def frame_count(seconds: float, fps: int) -> int:
 def new_output_path(scene: Any, kind: str) -> Path:
     """A fresh folder name under the output root: ``<scene>-<kind>-<date>-<time>``."""
     root = engine_env.output_root()
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{scene.name}-{kind}").strip("_")
+    stem = contract.safe_name(f"{scene.name}-{kind}", fallback=kind)
     stem = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     path, n = root / stem, 1
     while path.exists() or any(root.glob(f".{path.name}.partial-*")):
@@ -244,12 +243,10 @@ def generate_job(scene: Any) -> Job:
         argv.append("--vae-tiling")
     if not online:
         argv.append("--offline")
-    try:
-        cameras = cameras_in_scope(scene, settings.camera_scope, settings.camera_collection)
-        if cameras:
-            argv += ["--cameras", str(write_cameras_json(cameras, scene, job_dir / "cameras.json"))]
-    except SceneError as exc:
-        raise AddonError(str(exc), "change Cameras in the PanoLoop panel") from None
+    cameras = cameras_in_scope(scene)
+    if cameras:
+        cameras_file = job_dir / contract.CAMERAS_NAME
+        argv += ["--cameras", str(write_cameras_json(cameras, scene, cameras_file))]
     job = worker_job(
         f"Generate “{settings.prompt[:40]}”",
         "generate",

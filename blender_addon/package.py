@@ -33,24 +33,27 @@ from typing import Any
 
 import bpy
 
+from . import contract
+from .contract import (
+    MONO_360_DIR,
+    PANORAMA_DIR,
+    SCENE_GLB,
+    STEREO_360_DIR,
+    JobCancelled,
+    PanoLoopError,
+    check_output_free,
+)
 from .render import (
     Cancelled,
     Progress,
-    RenderCancelled,
-    RenderError,
     _never,
     _no_progress,
-    atomic_folder,
     check_cameras,
-    check_output_free,
     render_360,
     render_cameras,
 )
+from .scene_io import cameras_in_scope
 
-SCENE_GLB = "scene.glb"
-PANORAMA_DIR = "panorama"
-MONO_DIR = "scene_360"
-STEREO_DIR = "scene_360_TB"
 ENGINE_POLL_S = 0.1
 
 
@@ -85,7 +88,7 @@ def export_gltf(scene: Any, path: Path) -> Path:
         if window is not None and previous is not None:
             window.scene = previous
     if "FINISHED" not in result or not path.is_file():
-        raise RenderError(f"Blender's glTF exporter did not write {path}")
+        raise PanoLoopError(f"Blender's glTF exporter did not write {path}")
     return path
 
 
@@ -98,7 +101,7 @@ def engine_python() -> str:
     except Exception:  # noqa: BLE001 - not registered (bpy module, tests): fall back
         if importlib.util.find_spec("engine") is not None:
             return sys.executable
-        raise RenderError(
+        raise PanoLoopError(
             "the PanoLoop engine is not set up",
             "Preferences > Add-ons > PanoLoop: set up the engine",
         ) from None
@@ -113,7 +116,7 @@ def run_engine(
     """Run ``python -m engine ARGV`` to the end; returns its stdout (the output path).
 
     A cancel terminates it (the engine removes its temporary output). Failures raise
-    :class:`RenderError` with the engine's one-line message.
+    :class:`PanoLoopError` with the engine's one-line message.
     """
     command = [python or engine_python(), "-m", "engine", *argv]
     repo = str(Path(__file__).resolve().parents[1])
@@ -126,13 +129,13 @@ def run_engine(
         if cancelled():
             proc.terminate()
             proc.wait()
-            raise RenderCancelled("cancelled; the engine removed its partial output")
+            raise JobCancelled("cancelled; the engine removed its partial output")
         time.sleep(ENGINE_POLL_S)
     out, err = proc.communicate()
     if proc.returncode != 0:
         lines = [ln for ln in err.splitlines() if ln.strip()]
         message = lines[-1] if lines else f"engine {argv[0]} exited with {proc.returncode}"
-        raise RenderError(message.removeprefix("error: ").removeprefix("failed: "))
+        raise PanoLoopError(message.removeprefix("error: ").removeprefix("failed: "))
     return out.strip()
 
 
@@ -140,7 +143,7 @@ def _panorama_fps(panorama_dir: Path) -> float | None:
     try:
         manifest = json.loads((panorama_dir / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        raise RenderError(f"{panorama_dir} is not a PanoLoop output (no manifest.json)") from None
+        raise PanoLoopError(f"{panorama_dir} is not a PanoLoop output (no manifest.json)") from None
     return manifest.get("fps")
 
 
@@ -148,10 +151,8 @@ def world_yaw_degrees(scene: Any) -> float:
     """The Z rotation of a Mapping node feeding PanoLoop's World node (0 if there is none)."""
     import math
 
-    from .render import ENV_NODE_NAME
-
     world = scene.world
-    node = world.node_tree.nodes.get(ENV_NODE_NAME) if world and world.node_tree else None
+    node = world.node_tree.nodes.get(contract.ENV_NODE_NAME) if world and world.node_tree else None
     vector = node.inputs.get("Vector") if node is not None else None
     if vector is None or not vector.is_linked:
         return 0.0
@@ -200,11 +201,11 @@ def export_scene_vr(
     def advance(stage: str) -> None:
         nonlocal step
         if cancelled():
-            raise RenderCancelled("cancelled; nothing was written")
+            raise JobCancelled("cancelled; nothing was written")
         step += 1
         progress(stage, step, steps)
 
-    with atomic_folder(out_dir) as tmp:
+    with contract.atomic_output_dir(out_dir) as tmp:
         # 2. The scene as glTF.
         advance("gltf")
         glb = export_gltf(scene, tmp / SCENE_GLB)
@@ -218,8 +219,8 @@ def export_scene_vr(
         run_engine(argv, python=python, cancelled=cancelled)
         # 4. Optional 360° renders of the composed scene, exported with their metadata.
         for width, stereo, name in (
-            (mono_360_width, False, MONO_DIR),
-            (stereo_360_width, True, STEREO_DIR),
+            (mono_360_width, False, MONO_360_DIR),
+            (stereo_360_width, True, STEREO_360_DIR),
         ):
             if not width:
                 continue
@@ -248,8 +249,8 @@ def export_scene_vr(
                     "gltf": SCENE_GLB,
                     "panorama_export": PANORAMA_DIR,
                     "webxr": f"{PANORAMA_DIR}/webxr/index.html",
-                    "scene_360": MONO_DIR if mono_360_width else None,
-                    "scene_360_stereo": STEREO_DIR if stereo_360_width else None,
+                    "scene_360": MONO_360_DIR if mono_360_width else None,
+                    "scene_360_stereo": STEREO_360_DIR if stereo_360_width else None,
                 },
                 indent=2,
             )
@@ -314,35 +315,15 @@ def render_multicam(
 # to start) the same steps run here, blocking.
 
 
-def scope_cameras(scene: Any) -> list[Any]:
-    """Every camera object in the PanoLoop camera scope, perspective or not (checked later)."""
-    settings = scene.panoloop
-    if settings.camera_scope == "SELECTED":
-        objects = [obj for obj in scene.objects if obj.select_get()]
-    elif settings.camera_scope == "COLLECTION":
-        if settings.camera_collection is None:
-            raise RenderError("camera scope is Collection but no collection is chosen")
-        objects = list(settings.camera_collection.all_objects)
-    else:
-        objects = list(scene.objects)
-    return sorted((o for o in objects if o.type == "CAMERA"), key=lambda o: o.name)
-
-
 def panorama_of(scene: Any) -> Path:
     """The loop playing on the World (the output applied last)."""
     folder = Path(bpy.path.abspath(scene.panoloop.last_output or ""))
     if not scene.panoloop.last_output or not (folder / "manifest.json").is_file():
-        raise RenderError(
+        raise PanoLoopError(
             "the World plays no PanoLoop loop",
             "generate or animate a loop first (or Apply an output folder to the World)",
         )
     return folder
-
-
-def _addon_error(exc: RenderError) -> Exception:
-    from .engine_env import AddonError
-
-    return AddonError(str(exc), exc.fix)
 
 
 def _blender_job(label: str, job: dict[str, Any], output: Path, on_done: Any) -> Any:
@@ -354,7 +335,7 @@ def _blender_job(label: str, job: dict[str, Any], output: Path, on_done: Any) ->
     blend = job_dir / "scene.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True, relative_remap=True)
     (job_dir / "job.json").write_text(json.dumps({**job, "blend": str(blend)}), encoding="utf-8")
-    script = str(Path(__file__).with_name("render.py"))
+    script = str(Path(__file__).with_name("background.py"))
     if bpy.app.binary_path:
         command = [bpy.app.binary_path, "--background", str(blend), "--python", script, "--"]
     else:  # the bpy module: its Python runs render.py, which opens the copy itself
@@ -383,16 +364,13 @@ def multicam_job(scene: Any) -> Any:
     """The UI's multicam: one background Blender renders every camera, then runs the
     engine worker on the renders (``engine multicam``), forwarding its progress."""
     from . import engine_env, jobs
-    from .render import check_frame_range, loop_length
+    from .render import loop_length
 
-    try:
-        panorama = panorama_of(scene)
-        cameras = check_cameras(scope_cameras(scene))
-        frame_range = (scene.frame_start, scene.frame_end)
-        check_frame_range(*frame_range, loop_length(scene))
-        python = engine_python()
-    except RenderError as exc:
-        raise _addon_error(exc) from None
+    panorama = panorama_of(scene)
+    cameras = check_cameras(cameras_in_scope(scene))
+    frame_range = (scene.frame_start, scene.frame_end)
+    contract.check_frame_range(*frame_range, loop_length(scene))
+    python = engine_python()
     out = jobs.new_output_path(scene, "multicam")
     # Work files are named like partial outputs, so the runner removes them on a failure
     # or cancel; success removes them in on_done.
@@ -431,16 +409,13 @@ def export_vr_job(scene: Any, *, mono_360_width: int = 0, stereo_360_width: int 
     exports. The last step moves the assembled package into place whole."""
     from . import engine_env, jobs
 
-    try:
-        panorama = panorama_of(scene)
-        python = engine_python()
-        frame_range = (scene.frame_start, scene.frame_end)
-        if mono_360_width or stereo_360_width:
-            from .render import check_frame_range, loop_length
+    panorama = panorama_of(scene)
+    python = engine_python()
+    frame_range = (scene.frame_start, scene.frame_end)
+    if mono_360_width or stereo_360_width:
+        from .render import loop_length
 
-            check_frame_range(*frame_range, loop_length(scene))
-    except RenderError as exc:
-        raise _addon_error(exc) from None
+        contract.check_frame_range(*frame_range, loop_length(scene))
     out = jobs.new_output_path(scene, "vr")
     work = out.parent / f".{out.name}.partial-vr"  # the runner removes it on failure
     package = work / "package"
@@ -456,8 +431,8 @@ def export_vr_job(scene: Any, *, mono_360_width: int = 0, stereo_360_width: int 
         "viewpoint": list(viewpoint), "yaw_degrees": yaw, "frame_range": list(frame_range),
         "gltf": SCENE_GLB, "panorama_export": PANORAMA_DIR,
         "webxr": f"{PANORAMA_DIR}/webxr/index.html",
-        "scene_360": MONO_DIR if mono_360_width else None,
-        "scene_360_stereo": STEREO_DIR if stereo_360_width else None,
+        "scene_360": MONO_360_DIR if mono_360_width else None,
+        "scene_360_stereo": STEREO_360_DIR if stereo_360_width else None,
     }  # fmt: skip
     on_done = _finish_package(work, package, out, facts)
     if not (mono_360_width or stereo_360_width):
@@ -468,8 +443,8 @@ def export_vr_job(scene: Any, *, mono_360_width: int = 0, stereo_360_width: int 
     fps = _panorama_fps(panorama)
     renders, thens = [], [_engine_step(work / "export.json", "export", argv, python, env)]
     for width, stereo, name in (
-        (mono_360_width, False, MONO_DIR),
-        (stereo_360_width, True, STEREO_DIR),
+        (mono_360_width, False, MONO_360_DIR),
+        (stereo_360_width, True, STEREO_360_DIR),
     ):
         if not width:
             continue
@@ -494,7 +469,7 @@ def _finish_package(work: Path, package: Path, out: Path, facts: dict[str, Any])
     move the package into place whole, remove the work folder."""
 
     def on_done(job: Any) -> Any:
-        for name in (MONO_DIR, STEREO_DIR):
+        for name in (MONO_360_DIR, STEREO_360_DIR):
             frames = work / f"{name}_frames" / "frames"
             if frames.is_dir() and (package / name).is_dir():
                 shutil.move(str(frames), str(package / name / "frames"))
@@ -524,7 +499,7 @@ def run_blocking(scene: Any, kind: str, **options: Any) -> Path:
         out = jobs.new_output_path(scene, kind)
         if kind == "multicam":
             frame_range = (scene.frame_start, scene.frame_end)
-            cameras = scope_cameras(scene)
+            cameras = cameras_in_scope(scene)
             return render_multicam(
                 scene, cameras, frame_range, out, panorama_dir=panorama, progress=progress
             )

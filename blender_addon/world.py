@@ -14,53 +14,35 @@ without repeating a frame. A movie's frames count from 1, so its offset is 0.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import bpy
 
+from . import contract
+from .contract import ENV_NODE_NAME, PREVIEW_NAME
 from .engine_env import AddonError
 
-ENV_NODE_NAME = "PanoLoop Environment"
 WORLD_NAME = "PanoLoop World"
-MANIFEST_NAME = "manifest.json"
-PREVIEW_NAME = "panorama.mp4"
-FRAME_SUFFIXES = (".exr", ".hdr", ".png", ".jpg", ".jpeg")
-_NUMBER_AT_END = re.compile(r"(\d+)$")
 
 
 def read_output(folder: Path) -> tuple[dict[str, Any], list[Path]]:
-    """The manifest and the sorted frame files of a PanoLoop output folder."""
+    """The validated manifest and the frame files (in order) of a panorama output folder.
+
+    The manifest is untrusted input (:func:`engine.contract.read_manifest`); a folder
+    without ``frames/`` (a movie-only output) has no frames.
+    """
     folder = Path(folder)
-    try:
-        manifest = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AddonError(
-            f"{folder} is not a PanoLoop output (no {MANIFEST_NAME})",
-            "choose a folder written by PanoLoop",
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise AddonError(f"{folder / MANIFEST_NAME} is broken: {exc}") from None
+    manifest = contract.read_manifest(folder)
     if manifest.get("projection") != "equirectangular":
         raise AddonError(
-            f"{folder} holds {manifest.get('projection')!r} images, not an equirect panorama"
+            f"{folder} holds {manifest.get('projection')!r} images, not an equirect panorama",
+            "choose a folder written by Animate HDRI or Generate World",
         )
-    frames_dir = folder / manifest.get("frames_dir", "frames")
-    frames = []
-    if frames_dir.is_dir():
-        frames = sorted(
-            (p for p in frames_dir.iterdir() if p.suffix.lower() in FRAME_SUFFIXES),
-            key=_frame_number,
-        )
+    frames_dir = contract.frames_folder(folder, manifest)
+    frames = contract.list_frames(frames_dir) if frames_dir.is_dir() else []
     return manifest, frames
-
-
-def _frame_number(path: Path) -> int:
-    match = _NUMBER_AT_END.search(path.stem)
-    return int(match.group(1)) if match else -1
 
 
 def world_environment_image(world: Any) -> Any:
@@ -158,7 +140,7 @@ def apply_panorama_steps(scene_name: str, folder: str | Path) -> Iterator[None]:
     user = node.image_user
     user.frame_duration = count
     user.frame_start = scene.frame_start
-    user.frame_offset = _frame_number(frames[0]) - 1 if frames else 0
+    user.frame_offset = contract.frame_number(frames[0]) - 1 if frames else 0
     user.use_cyclic = True
     user.use_auto_refresh = True
     scene.panoloop.last_output = str(folder)

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .contract import safe_names
 from .errors import BadInput
 
 SensorFit = Literal["AUTO", "HORIZONTAL", "VERTICAL"]
@@ -291,9 +292,8 @@ def load_cameras(path: str | os.PathLike[str]) -> list[BlenderCamera]:
     for cam in cameras:
         if cam.name in seen:
             raise BadInput(f"cameras file {path} names camera {cam.name!r} twice")
-        if cam.name in (".", "..") or "/" in cam.name or "\\" in cam.name:
-            raise BadInput(f"camera name {cam.name!r} cannot be used as a folder name")
         seen.add(cam.name)
+    safe_names(seen)  # every camera gets its own folder (refuses what cannot)
     return cameras
 
 

@@ -14,13 +14,8 @@ named conversion, used only for previews.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import re
-import shutil
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,24 +26,27 @@ import numpy as np
 os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
 import cv2  # noqa: E402
 
+# The output contract (names, frame naming, manifests, the atomic folder) is defined
+# once in engine.contract; it is re-exported here for the engine's modules.
+from .contract import (  # noqa: E402, F401
+    FRAME_NAME_RE,
+    FRAMES_DIR,
+    IMAGE_SUFFIXES,
+    MANIFEST_NAME,
+    ORIENTATION,
+    PREVIEW_NAME,
+    atomic_output_dir,
+    check_output_free,
+    frame_name,
+    frames_folder,
+    list_frames,
+    panorama_manifest,
+    read_manifest,
+    write_manifest,
+)
 from .errors import BadInput, PanoLoopError  # noqa: E402
 
-IMAGE_SUFFIXES = (".exr", ".hdr", ".png", ".jpg", ".jpeg")
-FLOAT_SUFFIXES = (".exr", ".hdr")
-MANIFEST_NAME = "manifest.json"
-FRAMES_DIR = "frames"
-PREVIEW_NAME = "panorama.mp4"
 HALF_MAX = 65504.0
-FRAME_NAME_RE = re.compile(r"^(.*?)(\d+)$")
-
-#: The orientation every manifest records: Blender's world-texture convention.
-BLENDER_ORIENTATION = {
-    "convention": "blender",
-    "up": "+Z",
-    "center": "+X",
-    "seam": "-X",
-    "u_0.25": "+Y",
-}
 
 
 # --------------------------------------------------------------------------- frames
@@ -128,35 +126,7 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray) -> Path:
 
 def frame_path(folder: Path, index: int, dtype: np.dtype) -> Path:
     """The path of frame ``index`` (numbered from 0) in ``folder``: ``frame_000000.exr``."""
-    return Path(folder) / f"frame_{index:06d}{frame_suffix(dtype)}"
-
-
-def list_frames(folder: str | os.PathLike[str]) -> list[Path]:
-    """The numbered image files of a frame folder, in frame order.
-
-    Raises :class:`BadInput` if the folder holds no images, mixes file types, or its
-    numbering has gaps (a gap would desynchronise every camera after it).
-    """
-    folder = Path(folder)
-    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
-    if not files:
-        raise BadInput(f"no EXR/HDR/PNG/JPG frames in folder {folder}")
-    suffixes = {p.suffix.lower() for p in files}
-    if len(suffixes) > 1:
-        raise BadInput(f"folder {folder} mixes frame types {sorted(suffixes)}")
-    numbered = []
-    for p in files:
-        match = FRAME_NAME_RE.match(p.stem)
-        if not match:
-            raise BadInput(f"frame file {p} has no frame number at the end of its name")
-        numbered.append((int(match.group(2)), p))
-    numbered.sort()
-    numbers = [n for n, _ in numbered]
-    expected = list(range(numbers[0], numbers[0] + len(numbers)))
-    if numbers != expected:
-        missing = sorted(set(expected) - set(numbers))
-        raise BadInput(f"frame numbering in {folder} has gaps (missing {missing[:5]})")
-    return [p for _, p in numbered]
+    return Path(folder) / frame_name(index, frame_suffix(dtype))
 
 
 def to_display_uint8(frame: np.ndarray, exposure: float = 0.0) -> np.ndarray:
@@ -238,75 +208,6 @@ def read_mp4(path: str | os.PathLike[str]) -> tuple[list[np.ndarray], float]:
     return frames, float(meta["fps"])
 
 
-# --------------------------------------------------------------------------- outputs
-
-
-def check_output_free(path: str | os.PathLike[str]) -> Path:
-    """Refuse an output path that already exists (nothing the user has is overwritten)."""
-    path = Path(path)
-    if path.exists() or path.is_symlink():
-        raise BadInput(
-            f"output {path} already exists; choose a new folder (PanoLoop never overwrites)"
-        )
-    if not path.parent.exists():
-        raise BadInput(f"parent folder of output {path} does not exist")
-    return path
-
-
-@contextlib.contextmanager
-def atomic_output_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary sibling folder that becomes ``final`` only if the block succeeds.
-
-    On any exception (a cancel included) the temporary folder is removed, so a failed
-    or interrupted job leaves nothing behind; on success it is renamed into place whole.
-    """
-    final = check_output_free(final)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
-    try:
-        yield tmp
-        if final.exists():
-            raise PanoLoopError(f"output {final} appeared while the job ran; kept it, removed ours")
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def write_manifest(folder: str | os.PathLike[str], manifest: dict[str, Any]) -> Path:
-    """Write ``manifest.json`` (UTF-8, indented) into ``folder``."""
-    path = Path(folder) / MANIFEST_NAME
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    return path
-
-
-def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read ``manifest.json`` from an output folder; :class:`BadInput` if absent or broken."""
-    path = Path(folder) / MANIFEST_NAME
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInput(f"no {MANIFEST_NAME} in {folder}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{path} is not valid JSON: {exc}") from None
-
-
-def panorama_manifest(
-    *, width: int, height: int, frames: int, fps: float | None, loop: bool, **how: Any
-) -> dict[str, Any]:
-    """The manifest of a panorama output folder: the contract fields, then how it was made."""
-    return {
-        "projection": "equirectangular",
-        "orientation": BLENDER_ORIENTATION,
-        "width": int(width),
-        "height": int(height),
-        "frames": int(frames),
-        "fps": fps,
-        "loop": bool(loop),
-        "frames_dir": FRAMES_DIR,
-        **how,
-    }
-
-
 # --------------------------------------------------------------------------- panoramas
 
 
@@ -340,7 +241,7 @@ def open_panorama(path: str | os.PathLike[str]) -> PanoramaSource:
         frames = [path]
     elif (path / MANIFEST_NAME).is_file():
         manifest = read_manifest(path)
-        frames = list_frames(path / manifest.get("frames_dir", FRAMES_DIR))
+        frames = list_frames(frames_folder(path, manifest))
         fps = manifest.get("fps")
         loop = bool(manifest.get("loop", False))
         if manifest.get("frames") not in (None, len(frames)):

@@ -24,12 +24,19 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .contract import (
+    CAMERAS_NAME,
+    KIND_BLENDER_RENDERS,
+    KIND_MULTICAM,
+    RENDERS_DIR,
+    SHEET_NAME,
+    VIEWS_DIR,
+    check_frame_range,
+    safe_names,
+)
 from .jobs import JobContext
 
 HELP = "render every camera in sync from a panorama: per-camera clips, MP4s, contact sheet"
-VIEWS_DIR = "views"
-RENDERS_DIR = "renders"
-SHEET_NAME = "contact_sheet.png"
 #: Contact-sheet tile height in pixels and the gap between tiles.
 SHEET_TILE_H = 180
 SHEET_GAP = 4
@@ -80,7 +87,8 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
             )
     if args.instants < 1:
         raise BadInput(f"--instants {args.instants} must be at least 1")
-    check_frame_range(args.frame_range, source.count)
+    if args.frame_range is not None:
+        check_frame_range(*args.frame_range, source.count)
     fps = args.fps if args.fps is not None else source.fps
     if fps is None:
         raise BadInput(f"panorama {args.panorama} records no frame rate; pass --fps")
@@ -101,34 +109,20 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     )
 
 
-def check_frame_range(frame_range: Any, loop_frames: int) -> None:
-    """Refuse a Blender frame range that does not span exactly the loop's frames."""
-    from .errors import BadInput
-
-    if frame_range is None:
-        return
-    start, end = frame_range
-    count = end - start + 1
-    if count != loop_frames:
-        raise BadInput(
-            f"frame range {start}-{end} is {count} frames but the loop has {loop_frames}; "
-            f"set the scene to {start}-{start + loop_frames - 1}"
-        )
-
-
 def check_renders(folder: Path, cameras: list, loop_frames: int) -> dict[str, list[Path]]:
     """The Blender render folders of ``cameras``, each exactly one loop long."""
     from .errors import BadInput
     from .media import list_frames, read_manifest
 
-    manifest = read_manifest(folder)
-    if manifest.get("kind") != "blender_renders":
-        raise BadInput(f"{folder} is not a folder of Blender renders (kind blender_renders)")
+    manifest = read_manifest(folder, kind=KIND_BLENDER_RENDERS)
+    recorded = {c["name"]: c.get("folder") for c in manifest.get("cameras") or []}
+    folders = safe_names(cam.name for cam in cameras)
     clips = {}
     for cam in cameras:
-        if not (folder / cam.name).is_dir():
+        sub = folder / (recorded.get(cam.name) or folders[cam.name])
+        if not sub.is_dir():
             raise BadInput(f"renders in {folder} have no folder for camera {cam.name!r}")
-        clips[cam.name] = list_frames(folder / cam.name)
+        clips[cam.name] = list_frames(sub)
         if len(clips[cam.name]) != loop_frames:
             raise BadInput(
                 f"camera {cam.name!r} has {len(clips[cam.name])} rendered frames in {folder}; "
@@ -161,25 +155,26 @@ def render_multicam(
     from .media import atomic_output_dir, list_frames, read_manifest, write_manifest
     from .views import render_views
 
+    folders = safe_names(cam.name for cam in cameras)
     with atomic_output_dir(out) as tmp:
         # 1. Reprojected clips (one sampling map per camera, built once).
         render_views(source, cameras, tmp / VIEWS_DIR, ctx, source_path=source_path)
         views = read_manifest(tmp / VIEWS_DIR)
-        clips = {cam.name: list_frames(tmp / VIEWS_DIR / cam.name) for cam in cameras}
+        clips = {cam.name: list_frames(tmp / VIEWS_DIR / folders[cam.name]) for cam in cameras}
         rendered: dict[str, list[Path]] = {}
         for cam in cameras if renders else []:
-            (tmp / RENDERS_DIR / cam.name).mkdir(parents=True)
+            (tmp / RENDERS_DIR / folders[cam.name]).mkdir(parents=True)
             rendered[cam.name] = [
-                Path(shutil.copy2(p, tmp / RENDERS_DIR / cam.name / p.name))
+                Path(shutil.copy2(p, tmp / RENDERS_DIR / folders[cam.name] / p.name))
                 for p in renders[cam.name]
             ]
         # 2. One MP4 per camera, all the same length.
         with ctx.timed("encode"):
             for index, cam in enumerate(cameras):
                 ctx.step("encode", index + 1, len(cameras))
-                encode_clip(clips[cam.name], tmp / f"{safe_name(cam.name)}.mp4", fps)
+                encode_clip(clips[cam.name], tmp / f"{folders[cam.name]}.mp4", fps)
                 if cam.name in rendered:
-                    encode_clip(rendered[cam.name], tmp / f"{safe_name(cam.name)}_render.mp4", fps)
+                    encode_clip(rendered[cam.name], tmp / f"{folders[cam.name]}_render.mp4", fps)
         # 3. Contact sheet and cameras.json.
         with ctx.timed("contact_sheet"):
             rows = []
@@ -191,11 +186,11 @@ def render_multicam(
             from .media import write_image
 
             write_image(tmp / SHEET_NAME, sheet)
-        save_cameras(cameras, tmp / "cameras.json", with_opencv=True)
+        save_cameras(cameras, tmp / CAMERAS_NAME, with_opencv=True)
         write_manifest(
             tmp,
             {
-                "kind": "multicam",
+                "kind": KIND_MULTICAM,
                 "frames": views["frames"],
                 "fps": fps,
                 "loop": views["loop"],
@@ -204,30 +199,24 @@ def render_multicam(
                 "cameras": [
                     {
                         "name": c.name,
-                        "frames": f"{VIEWS_DIR}/{c.name}",
-                        "video": f"{safe_name(c.name)}.mp4",
+                        "folder": folders[c.name],
+                        "frames": f"{VIEWS_DIR}/{folders[c.name]}",
+                        "video": f"{folders[c.name]}.mp4",
                         "width": c.width,
                         "height": c.height,
-                        "render_frames": f"{RENDERS_DIR}/{c.name}" if rendered else None,
-                        "render_video": f"{safe_name(c.name)}_render.mp4" if rendered else None,
+                        "render_frames": f"{RENDERS_DIR}/{folders[c.name]}" if rendered else None,
+                        "render_video": f"{folders[c.name]}_render.mp4" if rendered else None,
                     }
                     for c in cameras
                 ],
                 "contact_sheet": SHEET_NAME,
-                "cameras_file": "cameras.json",
+                "cameras_file": CAMERAS_NAME,
                 "reference_camera": cameras[0].name,
                 "source": str(source_path) if source_path else None,
                 "timings": ctx.timings,
             },
         )
     return out
-
-
-def safe_name(name: str) -> str:
-    """A camera name as a file name (folders keep the real name; load_cameras checked it)."""
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.") or "camera"
 
 
 def encode_clip(frames: list[Path], path: Path, fps: float) -> Path:

@@ -67,25 +67,20 @@ def render_views(
     :class:`engine.cameras.BlenderCamera`.
     """
     from .cameras import save_cameras
+    from .contract import CAMERAS_NAME, KIND_CAMERA_VIEWS, frame_number, safe_names
     from .errors import BadInput
-    from .media import (
-        FRAME_NAME_RE,
-        atomic_output_dir,
-        frame_path,
-        read_image,
-        write_image,
-        write_manifest,
-    )
+    from .media import atomic_output_dir, frame_path, read_image, write_image, write_manifest
     from .projection import camera_map, pad_equirect, remap_equirect
 
-    numbers = _frame_numbers(source.frames, FRAME_NAME_RE)
+    numbers = _frame_numbers(source.frames, frame_number)
+    folders = safe_names(cam.name for cam in cameras)
     with atomic_output_dir(out) as tmp:
         first = read_image(source.frames[0])
         height, width = first.shape[:2]
         with ctx.timed("maps"):
             maps = {cam.name: camera_map(cam, width, height, interpolation) for cam in cameras}
         for cam in cameras:
-            (tmp / cam.name).mkdir()
+            (tmp / folders[cam.name]).mkdir()
         padded = None  # one padded buffer, reused for every frame
         with ctx.timed("render"):
             for index, (number, path) in enumerate(zip(numbers, source.frames, strict=True)):
@@ -99,10 +94,10 @@ def render_views(
                 padded = pad_equirect(frame, out=padded)
                 for cam in cameras:
                     view = remap_equirect(padded, maps[cam.name], padded=True)
-                    write_image(frame_path(tmp / cam.name, number, view.dtype), view)
-        save_cameras(cameras, tmp / "cameras.json", with_opencv=True)
+                    write_image(frame_path(tmp / folders[cam.name], number, view.dtype), view)
+        save_cameras(cameras, tmp / CAMERAS_NAME, with_opencv=True)
         manifest = {
-            "kind": "camera_views",
+            "kind": KIND_CAMERA_VIEWS,
             "projection": "perspective",
             "frames": len(source.frames),
             "first_frame": numbers[0],
@@ -112,9 +107,9 @@ def render_views(
             "source": str(source_path) if source_path else None,
             "source_size": [width, height],
             "interpolation": interpolation,
-            "cameras_file": "cameras.json",
+            "cameras_file": CAMERAS_NAME,
             "cameras": [
-                {"name": c.name, "folder": c.name, "width": c.width, "height": c.height}
+                {"name": c.name, "folder": folders[c.name], "width": c.width, "height": c.height}
                 for c in cameras
             ],
             "timings": ctx.timings,
@@ -123,8 +118,8 @@ def render_views(
     return out
 
 
-def _frame_numbers(frames: list[Path], pattern: Any) -> list[int]:
+def _frame_numbers(frames: list[Path], number_of: Any) -> list[int]:
     """The input's own frame numbers (a single image is frame 0)."""
     if len(frames) == 1:
         return [0]
-    return [int(pattern.match(p.stem).group(2)) for p in frames]
+    return [number_of(p) for p in frames]

@@ -46,8 +46,8 @@ class PANOLOOP_OT_export_vr(bpy.types.Operator):  # noqa: N801 (Blender naming)
 
     def execute(self, context: Any) -> set[str]:
         from ..blender_addon import package
+        from ..blender_addon.contract import JobCancelled
         from ..blender_addon.engine_env import AddonError
-        from ..blender_addon.render import RenderCancelled, RenderError
 
         scene = context.scene
         if blocking(self.run_mode) and bpy.app.background:
@@ -59,10 +59,10 @@ class PANOLOOP_OT_export_vr(bpy.types.Operator):  # noqa: N801 (Blender naming)
                     mono_360_width=width if self.mono_360 else 0,
                     stereo_360_width=width if self.stereo_360 else 0,
                 )
-            except RenderCancelled as exc:
+            except JobCancelled as exc:
                 self.report({"WARNING"}, str(exc))
                 return {"CANCELLED"}
-            except (RenderError, AddonError) as exc:
+            except AddonError as exc:
                 self.report({"ERROR"}, exc.report_text())
                 return {"CANCELLED"}
             self.report({"INFO"}, f"PanoLoop: VR package written to {out}")

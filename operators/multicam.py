@@ -32,17 +32,17 @@ class PANOLOOP_OT_render_multicam(bpy.types.Operator):  # noqa: N801 (Blender na
 
     def execute(self, context: Any) -> set[str]:
         from ..blender_addon import package
+        from ..blender_addon.contract import JobCancelled
         from ..blender_addon.engine_env import AddonError
-        from ..blender_addon.render import RenderCancelled, RenderError
 
         scene = context.scene
         if blocking(self.run_mode) and bpy.app.background:
             try:
                 out = package.run_blocking(scene, "multicam")
-            except RenderCancelled as exc:
+            except JobCancelled as exc:
                 self.report({"WARNING"}, str(exc))
                 return {"CANCELLED"}
-            except (RenderError, AddonError) as exc:
+            except AddonError as exc:
                 self.report({"ERROR"}, exc.report_text())
                 return {"CANCELLED"}
             self.report({"INFO"}, f"PanoLoop: multicam written to {out}")

@@ -30,6 +30,15 @@ PACKAGE = "bl_ext.user_default.panoloop"
 MAX_TICK_S = 0.050
 #: Modules Blender must never import for PanoLoop (the engine runs in its own process).
 FORBIDDEN_IN_BLENDER = ("torch", "diffusers", "transformers", "cv2", "numba", "engine")
+#: The one module of the engine Blender imports (standard library only), and its package.
+ALLOWED_ENGINE = (f"{PACKAGE}.engine", f"{PACKAGE}.engine.contract")
+
+
+def forbidden_in_blender(name: str) -> bool:
+    """True for a module PanoLoop must not import inside Blender."""
+    if name in ALLOWED_ENGINE:
+        return False
+    return name.split(".")[0] in FORBIDDEN_IN_BLENDER or ".panoloop.engine" in name
 
 
 def blender_ext_tool() -> Path:
@@ -120,6 +129,7 @@ def test_zip_installs_and_enables_without_torch_or_engine(installed):
     assert installed["install"] == ["FINISHED"]
     assert installed["enabled"]
     assert installed["forbidden_loaded"] == []
+    assert installed["engine_loaded"] == list(ALLOWED_ENGINE)  # the contract, nothing else
     assert installed["operators"] == {
         name: True
         for name in (
@@ -354,7 +364,7 @@ def scenario_install(config: dict) -> dict:
 
     class Forbid(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in FORBIDDEN_IN_BLENDER or ".panoloop.engine" in name:
+            if forbidden_in_blender(name):
                 raise ImportError(f"PanoLoop must not import {name} inside Blender")
             return None
 
@@ -365,9 +375,8 @@ def scenario_install(config: dict) -> dict:
     result, prefs = _install(config)
     seen: dict = {"install": result}
     seen["enabled"] = addon_utils.check(PACKAGE)[1]
-    seen["forbidden_loaded"] = sorted(
-        m for m in sys.modules if m.split(".")[0] in FORBIDDEN_IN_BLENDER or ".panoloop.engine" in m
-    )
+    seen["forbidden_loaded"] = sorted(m for m in sys.modules if forbidden_in_blender(m))
+    seen["engine_loaded"] = sorted(m for m in sys.modules if ".panoloop.engine" in m)
     seen["operators"] = {
         name: hasattr(bpy.ops.panoloop, name)
         for name in (

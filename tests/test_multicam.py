@@ -75,7 +75,12 @@ def test_views_command_gives_three_clips_of_equal_length(scene: Path) -> None:
     out = scene / "views"
     argv = ["views", "--panorama", str(scene / "loop"), "--cameras", str(scene / "cameras.json")]
     assert main([*argv, "--out", str(out)]) == 0
-    clips = {name: list_frames(out / name) for name in ("Front", "Left", "Back Cam")}
+    # Folders are the contract's safe names, recorded in the manifest.
+    folders = {
+        c["name"]: c["folder"] for c in json.loads((out / "manifest.json").read_text())["cameras"]
+    }
+    assert folders == {"Front": "Front", "Left": "Left", "Back Cam": "Back_Cam"}
+    clips = {name: list_frames(out / folder) for name, folder in folders.items()}
     assert {len(c) for c in clips.values()} == {FRAMES}
     assert all([p.name for p in c] == [p.name for p in clips["Front"]] for c in clips.values())
 
@@ -97,7 +102,8 @@ def test_clips_match_the_reprojection_and_mp4s_have_equal_length(multicam: Path,
     for entry in entries:
         camera = BlenderCamera.from_dict(entry)
         expected = equirect_to_camera(pano, camera)
-        got = read_image(multicam / "views" / camera.name / "frame_000002.png")
+        folder = camera.name.replace(" ", "_")
+        got = read_image(multicam / "views" / folder / "frame_000002.png")
         np.testing.assert_array_equal(got, expected)
     lengths = set()
     for name in ("Front", "Left", "Back_Cam"):

@@ -59,7 +59,7 @@ SCENE_SCRIPT = textwrap.dedent(
     world.cycles.sampling_method = "NONE"
     tree = world.node_tree
     env = tree.nodes.new("ShaderNodeTexEnvironment")
-    env.name = render.ENV_NODE_NAME
+    env.name = render.contract.ENV_NODE_NAME
     env.interpolation = "Linear"
     env.image = bpy.data.images.load(str(loop / "frames" / "frame_000000.png"))
     env.image.source = "SEQUENCE"
@@ -121,7 +121,7 @@ SCENE_SCRIPT = textwrap.dedent(
     for key, attempt in attempts.items():
         try:
             attempt()
-        except render.RenderError as exc:
+        except render.contract.PanoLoopError as exc:
             refused[key] = str(exc)
     results["refused"] = refused
     (out / "results.json").write_text(json.dumps(results))
@@ -230,7 +230,7 @@ def test_refused_scenes_name_the_value_and_write_nothing(blender_out: Path) -> N
     refused = results(blender_out)["refused"]
     assert "camera 'Ortho' is ORTHO" in refused["ortho"]
     assert "no cameras chosen" in refused["none"]
-    assert "frame range 1-10 is 10 frames but the World's loop has 4" in refused["range"]
+    assert "frame range 1-10 is 10 frames but the loop has 4" in refused["range"]
     assert "already exists" in refused["exists"]
     assert "frame range 2-3 is 2 frames" in refused["stereo_range"]
     leftovers = [p.name for p in blender_out.iterdir() if p.name.startswith(".")]

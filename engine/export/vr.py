@@ -7,7 +7,6 @@ the output folder and renamed into place whole (a failure or cancel leaves nothi
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,15 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from ..contract import CUBEMAP_DIR, KIND_VR_EXPORT, WEBXR_DIR, safe_name
 from ..errors import BadInput
 from ..jobs import JobContext
 from .h264 import Level, check_headset_video, encode_360
 from .spherical import StereoMode, inject_spherical, read_spherical
-
-EXPORT_KIND = "vr_export"
-CUBEMAP_DIR = "cubemap"
-WEBXR_DIR = "webxr"
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 @dataclass(frozen=True)
@@ -47,7 +42,7 @@ class ExportOptions:
 def video_name(stem: str, stereo: StereoMode = "mono") -> str:
     """``<stem>_360.mp4``, ``<stem>_360_TB.mp4`` or ``_LR``: the tags players read."""
     tag = {"mono": "", "top-bottom": "_TB", "left-right": "_LR"}[stereo]
-    safe = _SAFE_NAME.sub("_", stem).strip("_") or "panorama"
+    safe = safe_name(stem, fallback="panorama")
     return f"{safe}_360{tag}.mp4"
 
 
@@ -156,7 +151,7 @@ def export_panorama(
         write_manifest(
             tmp,
             {
-                "kind": EXPORT_KIND,
+                "kind": KIND_VR_EXPORT,
                 "projection": "equirectangular",
                 "orientation": (source.manifest or {}).get("orientation", "blender"),
                 "width": width,
@@ -198,15 +193,16 @@ def _display_frames(
 
 def open_stereo_frames(panorama: Path) -> Any:
     """A top-bottom stereo panorama folder (square frames: left eye 2:1 above right eye)."""
+    from ..contract import MANIFEST_NAME, frames_folder
     from ..media import PanoramaSource, list_frames, read_image, read_manifest
 
     if not panorama.is_dir():
         raise BadInput(f"stereo panorama {panorama} must be a folder of frames")
     manifest = None
     folder = panorama
-    if (panorama / "manifest.json").is_file():
+    if (panorama / MANIFEST_NAME).is_file():
         manifest = read_manifest(panorama)
-        folder = panorama / manifest.get("frames_dir", "frames")
+        folder = frames_folder(panorama, manifest)
     frames = list_frames(folder)
     first = read_image(frames[0])
     height, width = first.shape[:2]
