@@ -10,8 +10,10 @@ extension's user folder (``bpy.utils.extension_path_user``).
 from __future__ import annotations
 
 import json
+import importlib.util
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,8 @@ EXTENSION_DIR = Path(__file__).resolve().parents[1]
 #: Sub-folders of the extension user folder.
 ENV_DIR_NAME = "engine-env"
 OUTPUTS_DIR_NAME = "outputs"
+#: Default output folder of a saved .blend file: ``panoloop/`` beside it.
+BLEND_OUTPUT_DIR = "//panoloop"
 JOBS_DIR_NAME = "jobs"
 #: The last device check (``python -m engine device --record``), shown in the preferences.
 ENGINE_CHECK_NAME = "engine-check.json"
@@ -36,8 +40,21 @@ ENGINE_CHECK_NAME = "engine-check.json"
 AddonError = contract.PanoLoopError
 
 
+def registered() -> bool:
+    """True inside the enabled extension; False for library use (tests, scripts that put
+    ``blender_addon`` on ``sys.path`` themselves)."""
+    return bool(ADDON_PACKAGE) and ADDON_PACKAGE in bpy.context.preferences.addons
+
+
 def user_dir() -> Path:
-    """The extension's user folder (created on first use); never the extension folder."""
+    """The extension's user folder (created on first use); never the extension folder.
+
+    Library use without the extension gets a ``panoloop`` folder in the temp folder.
+    """
+    if not registered():
+        folder = Path(tempfile.gettempdir()) / "panoloop-library"
+        folder.mkdir(exist_ok=True)
+        return folder
     return Path(bpy.utils.extension_path_user(ADDON_PACKAGE, create=True))
 
 
@@ -58,7 +75,12 @@ def default_env_dir() -> Path:
 
 
 def engine_python() -> Path:
-    """The Python that runs the engine: the preference, else PanoLoop's own environment."""
+    """The Python that runs the engine: the preference, else PanoLoop's own environment.
+
+    Library use without the extension runs the engine in this Python when it can.
+    """
+    if not registered() and importlib.util.find_spec("engine") is not None:
+        return Path(sys.executable)
     chosen = preferences().engine_python.strip()
     if chosen:
         return Path(bpy.path.abspath(chosen))
@@ -115,10 +137,27 @@ def same_python(recorded: str, python: Path) -> bool:
 
 
 def output_root() -> Path:
-    """Folder receiving finished outputs: the preference, else ``<user folder>/outputs``."""
-    chosen = preferences().output_dir.strip()
-    root = Path(bpy.path.abspath(chosen)) if chosen else user_dir() / OUTPUTS_DIR_NAME
-    root.mkdir(parents=True, exist_ok=True)
+    """Folder receiving finished outputs (created on first use).
+
+    The Output Folder preference when set; else ``panoloop/`` next to the saved .blend
+    (Blender's ``//panoloop/``); else ``outputs/`` in the extension's user folder.
+    """
+    chosen = preferences().output_dir.strip() if registered() else ""
+    if chosen:
+        root = Path(bpy.path.abspath(chosen))
+    elif bpy.data.filepath:
+        root = Path(bpy.path.abspath(BLEND_OUTPUT_DIR))
+    else:
+        root = user_dir() / OUTPUTS_DIR_NAME
+    fix = "set Output Folder in Preferences > Add-ons > PanoLoop to a folder you can write"
+    if root.exists() and not root.is_dir():
+        raise AddonError(f"output folder {root} is a file, not a folder", fix)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AddonError(
+            f"cannot create output folder {root}: {exc.strerror or exc}", fix
+        ) from None
     return root
 
 

@@ -8,6 +8,7 @@ to look. The engine repeats its own checks (it is the authority on its inputs).
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -247,6 +248,7 @@ def generate_job(scene: Any) -> Job:
     if cameras:
         cameras_file = job_dir / contract.CAMERAS_NAME
         argv += ["--cameras", str(write_cameras_json(cameras, scene, cameras_file))]
+        argv += ["--yaw", f"{math.degrees(settings.world_rotation):.17g}"]
     job = worker_job(
         f"Generate “{settings.prompt[:40]}”",
         "generate",

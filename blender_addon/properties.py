@@ -44,6 +44,12 @@ def _set_fps(self: Any, value: int) -> None:
     self["fps"] = value
 
 
+def _apply_world_rotation(self: Any, _context: Any) -> None:
+    from .world import set_world_rotation
+
+    set_world_rotation(self.id_data)
+
+
 def _apply_size_preset(self: Any, _context: Any) -> None:
     if self.size_preset != "CUSTOM":
         width, height = (int(v) for v in self.size_preset.split("x"))
@@ -143,6 +149,15 @@ class PanoLoopSettings(bpy.types.PropertyGroup):
     )
     camera_collection: PointerProperty(
         name="Camera Collection", type=bpy.types.Collection, description="For scope Collection"
+    )
+    world_rotation: FloatProperty(
+        name="World Rotation",
+        description="Turns the loop on the World about the vertical axis (PanoLoop's Mapping "
+        "node, Z); renders, reprojections and exports all follow it",
+        subtype="ANGLE",
+        unit="ROTATION",
+        default=0.0,
+        update=_apply_world_rotation,
     )
     last_output: StringProperty(
         name="Last Output", description="The output folder applied last", subtype="DIR_PATH"

@@ -297,3 +297,29 @@ def _stereo_output(scene: Any, stereo: bool) -> None:
     image.views_format = "STEREO_3D"
     image.stereo_3d_format.display_mode = "TOPBOTTOM"
     image.stereo_3d_format.use_squeezed_frame = False
+
+
+def render_spec(
+    scene: Any,
+    spec: dict[str, Any],
+    *,
+    progress: Progress = _no_progress,
+    cancelled: Cancelled = _never,
+) -> Path:
+    """Run a render step described as plain data (``plans.RenderStep.spec``).
+
+    ``{"kind": "cameras", "cameras": [names], "frame_range": [s, e], "out": DIR}`` or
+    ``{"kind": "360", "viewpoint": [x, y, z], "width": W, "stereo": bool, ...}``.
+    """
+    frame_range = tuple(spec["frame_range"])
+    if spec["kind"] == "cameras":
+        cameras = [scene.objects[name] for name in spec["cameras"]]
+        return render_cameras(
+            scene, cameras, frame_range, Path(spec["out"]), progress=progress,
+            cancelled=cancelled,
+        )  # fmt: skip
+    return render_360(
+        scene, tuple(spec["viewpoint"]), frame_range, Path(spec["out"]),
+        width=int(spec.get("width", 1024)), stereo=bool(spec.get("stereo")),
+        progress=progress, cancelled=cancelled,
+    )  # fmt: skip

@@ -1,4 +1,4 @@
-"""One engine job at a time, in a subprocess, without ever freezing Blender.
+"""One job at a time, in subprocesses, without ever freezing Blender: the one launcher.
 
 The pattern (bpy is not thread-safe):
 
@@ -10,6 +10,9 @@ The pattern (bpy is not thread-safe):
   time budget, updates the window manager's job display (which redraws the panels and
   the status bar) and, when the job is done, applies the result (e.g. the World).
 
+A job may be a plan of several processes (``then``: e.g. a background Blender renders,
+then the engine worker writes the output folder), run one after the other, each
+speaking the same JSON-lines protocol; the next starts only after a ``done``.
 No modal operator is held while a job runs, so autosave keeps working and switching
 tabs does not stop anything. Cancel writes ``cancel`` on the worker's stdin; a worker
 that does not stop within :data:`CANCEL_GRACE_S` is terminated, then killed, and any
@@ -71,10 +74,13 @@ class Job:
         job_dir: Path,
         output: Path | None = None,
         on_done: Callable[[Job], Iterator[None]] | None = None,
+        then: list[tuple[list[str], dict[str, str]]] | None = None,
     ) -> None:
         self.label = label
         self.command = command
         self.env = env
+        #: Further ``(command, env)`` processes, started in turn after a ``done`` event.
+        self.then = list(then or [])
         self.job_dir = Path(job_dir)
         self.output = Path(output) if output else None
         self.on_done = on_done
@@ -116,7 +122,8 @@ class Job:
 
     def start(self) -> None:
         """Start the worker process and its reader thread."""
-        self._log_file = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 (closed in _finish)
+        if self._log_file is None:
+            self._log_file = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 (closed in _finish)
         try:
             self.proc = subprocess.Popen(
                 self.command,
@@ -134,6 +141,7 @@ class Job:
             )
         except OSError as exc:
             self._log_file.close()
+            self._log_file = None
             raise AddonError(
                 f"cannot start the engine {self.command[0]}: {exc}",
                 "Preferences > Add-ons > PanoLoop: check Engine Python",
@@ -141,6 +149,22 @@ class Job:
         threading.Thread(
             target=_read_events, args=(self.proc.stdout, self.events), daemon=True
         ).start()
+
+    def _start_next(self) -> None:
+        """The previous process said ``done``: start the plan's next one (fresh queue)."""
+        if self.proc is not None and self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass  # it is gone already
+        self.command, self.env = self.then.pop(0)
+        self.events = queue.Queue()
+        self._final_event, self._stdout_closed, self._waiting_since = None, False, None
+        self.stage, self.step, self.total = "starting", 0, 0
+        try:
+            self.start()
+        except AddonError as exc:
+            self._finish("ERROR", str(exc), exc.fix)
 
     def request_cancel(self) -> None:
         """Ask the worker to stop (it removes its temporary output itself)."""
@@ -246,7 +270,11 @@ class Job:
         """Turn the final event (or its absence: a crash) into the job's end state."""
         event = self._final_event or {}
         kind = event.get("event")
-        if kind == "done":
+        if kind == "done" and self.then and self._cancel_at is None:
+            self._start_next()
+        elif kind == "done" and self._cancel_at is not None and self.then:
+            self._finish("CANCELLED", "cancelled; nothing was written")
+        elif kind == "done":
             self.result = Path(event["output"]) if event.get("output") else self.output
             self._finish("DONE", f"finished: {self.result}")
         elif kind == "cancelled" or (self._cancel_at is not None and kind != "error"):
@@ -270,6 +298,7 @@ class Job:
                 pass  # broken pipe: the worker is gone either way
         if self._log_file is not None:
             self._log_file.close()
+            self._log_file = None
         if state != "DONE" and self.output is not None:
             # Deleting a killed worker's frames is disk work that can take longer than a
             # tick: a thread does it (no bpy there); the job ends once it is gone.

@@ -21,10 +21,12 @@ from typing import Any
 import bpy
 
 from . import contract
-from .contract import ENV_NODE_NAME, PREVIEW_NAME
+from .contract import ENV_NODE_NAME, MAPPING_NODE_NAME, PREVIEW_NAME
 from .engine_env import AddonError
 
 WORLD_NAME = "PanoLoop World"
+#: The Texture Coordinate node feeding PanoLoop's Mapping node.
+COORDS_NODE_NAME = "PanoLoop Coordinates"
 
 
 def read_output(folder: Path) -> tuple[dict[str, Any], list[Path]]:
@@ -80,7 +82,8 @@ def _background_node(tree: Any) -> Any:
 
 
 def panoloop_env_node(world: Any) -> Any:
-    """PanoLoop's Environment Texture node, reused if present, wired to the Background."""
+    """PanoLoop's Environment Texture node, reused if present, wired to the Background
+    and driven by PanoLoop's own Mapping node (:func:`rotation_node`)."""
     world.use_nodes = True
     tree = world.node_tree
     node = tree.nodes.get(ENV_NODE_NAME)
@@ -93,7 +96,53 @@ def panoloop_env_node(world: Any) -> Any:
     if not (color.is_linked and color.links[0].from_node == node):
         tree.links.new(node.outputs["Color"], color)
     node.projection = "EQUIRECTANGULAR"
+    rotation_node(world, node)
     return node
+
+
+def rotation_node(world: Any, env: Any) -> Any:
+    """PanoLoop's Mapping node (type Point) feeding the environment's Vector from the
+    Texture Coordinate's Generated output (the view direction, for a World).
+
+    Its Z rotation is the World's rotation, ``scene.panoloop.world_rotation``: the
+    texture is looked up at ``Rz(rotation) · d`` for a view direction ``d``; every
+    engine command that maps panorama pixels to directions takes the same angle as
+    ``--yaw`` (degrees).
+    """
+    tree = world.node_tree
+    mapping = tree.nodes.get(MAPPING_NODE_NAME)
+    if mapping is None or mapping.bl_idname != "ShaderNodeMapping":
+        mapping = tree.nodes.new("ShaderNodeMapping")
+        mapping.name = mapping.label = MAPPING_NODE_NAME
+    mapping.vector_type = "POINT"
+    mapping.location = (env.location.x - 200, env.location.y)
+    coords = tree.nodes.get(COORDS_NODE_NAME)
+    if coords is None or coords.bl_idname != "ShaderNodeTexCoord":
+        coords = tree.nodes.new("ShaderNodeTexCoord")
+        coords.name = coords.label = COORDS_NODE_NAME
+    coords.location = (mapping.location.x - 200, mapping.location.y)
+    vector = mapping.inputs["Vector"]
+    if not (vector.is_linked and vector.links[0].from_socket == coords.outputs["Generated"]):
+        tree.links.new(coords.outputs["Generated"], vector)
+    env_vector = env.inputs["Vector"]
+    if not (env_vector.is_linked and env_vector.links[0].from_node == mapping):
+        tree.links.new(mapping.outputs["Vector"], env_vector)
+    return mapping
+
+
+def set_world_rotation(scene: Any) -> None:
+    """Turn PanoLoop's Mapping node to ``scene.panoloop.world_rotation`` (radians about Z).
+
+    Only a World that already has PanoLoop's node is touched; applying a loop wires it.
+    """
+    world = scene.world
+    if world is None or not world.use_nodes or world.node_tree is None:
+        return
+    env = world.node_tree.nodes.get(ENV_NODE_NAME)
+    if env is None:
+        return
+    mapping = rotation_node(world, env)
+    mapping.inputs["Rotation"].default_value = (0.0, 0.0, scene.panoloop.world_rotation)
 
 
 def load_loop_image(manifest: dict[str, Any], frames: list[Path], folder: Path) -> Any:
@@ -143,6 +192,7 @@ def apply_panorama_steps(scene_name: str, folder: str | Path) -> Iterator[None]:
     user.frame_offset = contract.frame_number(frames[0]) - 1 if frames else 0
     user.use_cyclic = True
     user.use_auto_refresh = True
+    set_world_rotation(scene)
     scene.panoloop.last_output = str(folder)
     yield
 

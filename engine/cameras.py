@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -268,6 +268,31 @@ def relative_poses_12(cameras: list[BlenderCamera], reference: int = 0) -> np.nd
 
 
 # ---------------------------------------------------------------------- cameras.json
+
+
+def turned_by_world(cameras: list[BlenderCamera], yaw_degrees: float) -> list[BlenderCamera]:
+    """The cameras as the panorama sees them when the World is turned by ``yaw_degrees``.
+
+    PanoLoop's Mapping node (type Point, Z rotation = yaw) looks the texture up at
+    ``Rz(yaw) · d`` for a world direction ``d``; a camera ray ``d = R_cam · d_cam`` thus
+    reads texture direction ``Rz(yaw) · R_cam · d_cam``: the same camera with
+    ``matrix_world`` premultiplied by ``Rz(yaw)``.
+    """
+    if yaw_degrees == 0:
+        return list(cameras)
+    turn = np.eye(4)
+    turn[:3, :3] = yaw_rotation(yaw_degrees)
+    return [
+        replace(cam, matrix_world=tuple(map(tuple, (turn @ np.asarray(cam.matrix_world)).tolist())))
+        for cam in cameras
+    ]
+
+
+def yaw_rotation(yaw_degrees: float) -> np.ndarray:
+    """Rz(yaw): the 3×3 rotation about +Z by ``yaw_degrees``, counter-clockwise from above."""
+    angle = np.radians(yaw_degrees)
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
 def load_cameras(path: str | os.PathLike[str]) -> list[BlenderCamera]:

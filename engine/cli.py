@@ -27,6 +27,7 @@ COMMANDS = {
     "generate": "engine.generate.command",
     "export": "engine.export.command",
     "device": "engine.device",
+    "vr-package": "engine.export.vr_package",
     "worker": "engine.worker",
 }
 

@@ -144,6 +144,9 @@ FRAME_DIGITS = 6
 #: A frame file's stem: anything, then its number at the end.
 FRAME_NAME_RE = re.compile(r"^(.*?)(\d+)$")
 
+#: Largest ``--yaw`` accepted (degrees): beyond it a float loses sub-degree precision.
+MAX_YAW_DEGREES = 1e6
+
 #: Blender's world-texture convention, recorded in every panorama manifest.
 ORIENTATION = {
     "convention": "blender",
@@ -152,6 +155,26 @@ ORIENTATION = {
     "seam": "-X",
     "u_0.25": "+Y",
 }
+
+
+def yaw_degrees(text: str) -> float:
+    """``--yaw DEG``: the World's rotation in degrees, a finite number (argparse type)."""
+    value = float(text)
+    if not math.isfinite(value) or abs(value) > MAX_YAW_DEGREES:
+        raise ValueError(f"yaw {text!r} must be a finite number of degrees")
+    return value
+
+
+def add_yaw_argument(parser: Any) -> None:
+    """The ``--yaw DEG`` option every command that maps panorama pixels to directions has."""
+    parser.add_argument(
+        "--yaw",
+        type=yaw_degrees,
+        default=0.0,
+        metavar="DEG",
+        help="the World's rotation: Z rotation of PanoLoop's Mapping node in degrees "
+        "(the panorama is looked up at Rz(yaw)·d for a view direction d; default 0)",
+    )
 
 
 def frame_name(index: int, suffix: str) -> str:
@@ -215,9 +238,11 @@ def safe_names(names: Iterable[str], *, fallback: str = "camera") -> dict[str, s
     A name that is already safe (nothing replaced, not reserved, not dot-led) keeps
     itself unless another safe name differs from it only in case; any other becomes its
     cleaned form, plus ``-<6 hex of sha256(name)>`` when that form is reserved, empty
-    (``fallback`` is used) or equal — case-insensitively — to another name's. The result depends only on the set of names, not their order.
-    Refuses (:class:`BadInput`, one line) a name given twice, a name that is not text
-    or holds NUL, and the (astronomically unlikely) collision left after hashing.
+    (``fallback`` is used) or equal — case-insensitively — to another name's. The result
+    depends only on the set of names, not their order. NUL and other control characters
+    are replaced like any unsafe character. Refuses (:class:`BadInput`, one line) a name
+    given twice, a name that is not text, and the (astronomically unlikely) collision
+    left after hashing.
     """
     names = list(names)
     seen: set[str] = set()

@@ -31,6 +31,7 @@ from .contract import (
     RENDERS_DIR,
     SHEET_NAME,
     VIEWS_DIR,
+    add_yaw_argument,
     check_frame_range,
     safe_names,
 )
@@ -67,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Blender renders of the same cameras (blender_addon.render.render_cameras "
         "output): copied in, encoded, and shown under each camera's row in the contact sheet",
     )
+    add_yaw_argument(parser)
 
 
 def run(args: argparse.Namespace, ctx: JobContext) -> Path:
@@ -106,6 +108,7 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
         instants=args.instants,
         source_path=args.panorama,
         renders=renders,
+        yaw_degrees=args.yaw,
     )
 
 
@@ -142,6 +145,7 @@ def render_multicam(
     instants: int = 4,
     source_path: Path | None = None,
     renders: dict[str, list[Path]] | None = None,
+    yaw_degrees: float = 0.0,
 ) -> Path:
     """Write the multicam folder (see the module docstring) atomically; returns ``out``.
 
@@ -158,7 +162,9 @@ def render_multicam(
     folders = safe_names(cam.name for cam in cameras)
     with atomic_output_dir(out) as tmp:
         # 1. Reprojected clips (one sampling map per camera, built once).
-        render_views(source, cameras, tmp / VIEWS_DIR, ctx, source_path=source_path)
+        render_views(
+            source, cameras, tmp / VIEWS_DIR, ctx, source_path=source_path, yaw_degrees=yaw_degrees
+        )
         views = read_manifest(tmp / VIEWS_DIR)
         clips = {cam.name: list_frames(tmp / VIEWS_DIR / folders[cam.name]) for cam in cameras}
         rendered: dict[str, list[Path]] = {}
@@ -195,6 +201,7 @@ def render_multicam(
                 "fps": fps,
                 "loop": views["loop"],
                 "blender_frame_range": list(frame_range) if frame_range else None,
+                "yaw_degrees": yaw_degrees,
                 "sync": "frame n of every clip is loop frame n (Blender frame start + n)",
                 "cameras": [
                     {

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .contract import add_yaw_argument
 from .jobs import JobContext
 
 HELP = "render Blender cameras (cameras.json) from an equirect image, frame folder or output folder"
@@ -35,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="linear",
         help="resampling filter (default: linear, as Cycles' default texture filter)",
     )
+    add_yaw_argument(parser)
 
 
 def run(args: argparse.Namespace, ctx: JobContext) -> Path:
@@ -48,7 +50,13 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     cameras = load_cameras(args.cameras)
     # 2. Render and write.
     return render_views(
-        source, cameras, args.out, ctx, interpolation=args.interpolation, source_path=args.panorama
+        source,
+        cameras,
+        args.out,
+        ctx,
+        interpolation=args.interpolation,
+        source_path=args.panorama,
+        yaw_degrees=args.yaw,
     )
 
 
@@ -60,13 +68,15 @@ def render_views(
     *,
     interpolation: str = "linear",
     source_path: Path | None = None,
+    yaw_degrees: float = 0.0,
 ) -> Path:
     """Write ``out/<camera>/frame_N.ext`` for every panorama frame and camera, atomically.
 
     ``source`` is a :class:`engine.media.PanoramaSource`; ``cameras`` a list of
-    :class:`engine.cameras.BlenderCamera`.
+    :class:`engine.cameras.BlenderCamera`; ``yaw_degrees`` the World's rotation (see
+    :func:`engine.cameras.turned_by_world`). ``<camera>`` is the contract's safe name.
     """
-    from .cameras import save_cameras
+    from .cameras import save_cameras, turned_by_world
     from .contract import CAMERAS_NAME, KIND_CAMERA_VIEWS, frame_number, safe_names
     from .errors import BadInput
     from .media import atomic_output_dir, frame_path, read_image, write_image, write_manifest
@@ -78,7 +88,10 @@ def render_views(
         first = read_image(source.frames[0])
         height, width = first.shape[:2]
         with ctx.timed("maps"):
-            maps = {cam.name: camera_map(cam, width, height, interpolation) for cam in cameras}
+            maps = {
+                cam.name: camera_map(cam, width, height, interpolation)
+                for cam in turned_by_world(cameras, yaw_degrees)
+            }
         for cam in cameras:
             (tmp / folders[cam.name]).mkdir()
         padded = None  # one padded buffer, reused for every frame
@@ -107,6 +120,7 @@ def render_views(
             "source": str(source_path) if source_path else None,
             "source_size": [width, height],
             "interpolation": interpolation,
+            "yaw_degrees": yaw_degrees,
             "cameras_file": CAMERAS_NAME,
             "cameras": [
                 {"name": c.name, "folder": folders[c.name], "width": c.width, "height": c.height}

@@ -9,6 +9,7 @@ import bpy
 from bpy.props import EnumProperty
 
 from ..blender_addon import runner
+from ..blender_addon.contract import JobCancelled
 from ..blender_addon.engine_env import AddonError
 
 #: ``run_mode`` of the job operators. AUTO blocks in background mode (no event loop,
@@ -35,10 +36,13 @@ def launch(operator: Any, make_job: Callable[[], runner.Job]) -> set[str]:
     Returns FINISHED once a blocking job succeeded or an async job started; CANCELLED
     with an ERROR report (message and fix) otherwise.
     """
+    job = None
     try:
         job = make_job()
         runner.start(job, blocking=blocking(operator.run_mode))
     except AddonError as exc:
+        if job is not None and job.proc is None:  # never started: remove what it prepared
+            runner.remove_partial_outputs(job.output)
         operator.report({"ERROR"}, exc.report_text())
         return {"CANCELLED"}
     if job.state == "RUNNING":
@@ -52,6 +56,37 @@ def launch(operator: Any, make_job: Callable[[], runner.Job]) -> set[str]:
         return {"CANCELLED"}
     operator.report({"ERROR"}, f"{job.message} — {job.fix}" if job.fix else job.message)
     return {"CANCELLED"}
+
+
+def launch_plan(operator: Any, make_plan: Callable[[], Any], done: str) -> set[str]:
+    """Run a :class:`plans.Plan` (multicam, VR export): in place in background mode
+    (blocking, the renders in this Blender), else as one runner job. ``done`` is the
+    report's text before the output path."""
+    from ..blender_addon import plans
+
+    if not (blocking(operator.run_mode) and bpy.app.background):
+        return launch(operator, lambda: plans.runner_job(make_plan()))
+    wm = bpy.context.window_manager
+
+    def progress(stage: str, step: int, total: int) -> None:
+        if wm is not None and total:
+            wm.progress_update(int(100 * step / total))
+
+    if wm is not None:
+        wm.progress_begin(0, 100)
+    try:
+        out = plans.run_in_place(make_plan(), progress=progress)
+    except JobCancelled as exc:
+        operator.report({"WARNING"}, str(exc))
+        return {"CANCELLED"}
+    except AddonError as exc:
+        operator.report({"ERROR"}, exc.report_text())
+        return {"CANCELLED"}
+    finally:
+        if wm is not None:
+            wm.progress_end()
+    operator.report({"INFO"}, f"PanoLoop: {done} {out}")
+    return {"FINISHED"}
 
 
 def poll_idle(cls: Any, context: Any) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 import bpy
 from bpy.props import BoolProperty, IntProperty
 
-from ._launch import RUN_MODE, blocking, launch, poll_idle
+from ._launch import RUN_MODE, launch_plan, poll_idle
 
 
 class PANOLOOP_OT_export_vr(bpy.types.Operator):  # noqa: N801 (Blender naming)
@@ -45,34 +45,17 @@ class PANOLOOP_OT_export_vr(bpy.types.Operator):  # noqa: N801 (Blender naming)
         return poll_idle(cls, context)
 
     def execute(self, context: Any) -> set[str]:
-        from ..blender_addon import package
-        from ..blender_addon.contract import JobCancelled
-        from ..blender_addon.engine_env import AddonError
+        from ..blender_addon import jobs, plans
 
         scene = context.scene
-        if blocking(self.run_mode) and bpy.app.background:
-            width = self.width_360 // 4 * 4
-            try:
-                out = package.run_blocking(
-                    scene,
-                    "vr",
-                    mono_360_width=width if self.mono_360 else 0,
-                    stereo_360_width=width if self.stereo_360 else 0,
-                )
-            except JobCancelled as exc:
-                self.report({"WARNING"}, str(exc))
-                return {"CANCELLED"}
-            except AddonError as exc:
-                self.report({"ERROR"}, exc.report_text())
-                return {"CANCELLED"}
-            self.report({"INFO"}, f"PanoLoop: VR package written to {out}")
-            return {"FINISHED"}
         width = self.width_360 // 4 * 4
-        return launch(
+        return launch_plan(
             self,
-            lambda: package.export_vr_job(
+            lambda: plans.vr_export_plan(
                 scene,
+                jobs.new_output_path(scene, "vr"),
                 mono_360_width=width if self.mono_360 else 0,
                 stereo_360_width=width if self.stereo_360 else 0,
             ),
+            "VR package written to",
         )

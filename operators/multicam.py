@@ -13,7 +13,7 @@ from typing import Any
 
 import bpy
 
-from ._launch import RUN_MODE, blocking, launch, poll_idle
+from ._launch import RUN_MODE, launch_plan, poll_idle
 
 
 class PANOLOOP_OT_render_multicam(bpy.types.Operator):  # noqa: N801 (Blender naming)
@@ -31,20 +31,11 @@ class PANOLOOP_OT_render_multicam(bpy.types.Operator):  # noqa: N801 (Blender na
         return poll_idle(cls, context)
 
     def execute(self, context: Any) -> set[str]:
-        from ..blender_addon import package
-        from ..blender_addon.contract import JobCancelled
-        from ..blender_addon.engine_env import AddonError
+        from ..blender_addon import jobs, plans
 
         scene = context.scene
-        if blocking(self.run_mode) and bpy.app.background:
-            try:
-                out = package.run_blocking(scene, "multicam")
-            except JobCancelled as exc:
-                self.report({"WARNING"}, str(exc))
-                return {"CANCELLED"}
-            except AddonError as exc:
-                self.report({"ERROR"}, exc.report_text())
-                return {"CANCELLED"}
-            self.report({"INFO"}, f"PanoLoop: multicam written to {out}")
-            return {"FINISHED"}
-        return launch(self, lambda: package.multicam_job(scene))
+        return launch_plan(
+            self,
+            lambda: plans.multicam_plan(scene, jobs.new_output_path(scene, "multicam")),
+            "multicam written to",
+        )

@@ -3,6 +3,7 @@ cubemap orientation against the equirect and py360convert, and refused inputs.""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import struct
@@ -227,7 +228,7 @@ def test_cube_faces_look_where_the_equirect_says(exported) -> None:
     pano = images[0].astype(np.float32)
     height, width = pano.shape[:2]
     for face, (forward, _, _) in CUBE_FACES.items():
-        tile = read_image(out / "cubemap" / f"{face}.png").astype(np.float32)
+        tile = read_image(out / "cubemap" / face / "frame_000000.png").astype(np.float32)
         n = tile.shape[0]
         centre = tile[n // 2 - 1 : n // 2 + 1, n // 2 - 1 : n // 2 + 1].mean(axis=(0, 1))
         col, row = direction_to_equirect(np.array(forward, float), width, height)
@@ -260,6 +261,45 @@ def test_horizon_sheet_matches_py360convert(exported) -> None:
     assert (out / "cubemap" / "ORIENTATION.md").read_text().count("Unity") >= 1
 
 
+def test_every_loop_frame_gets_six_faces_and_a_strip_video(exported) -> None:
+    """An N-frame loop gives N numbered frames per face, frame n from loop frame n, and a
+    6x1 strip video of N frames (behaviour, 6-frame loop)."""
+    out, images = exported
+    n = len(images)
+    strip, _ = read_mp4(out / "cubemap" / "horizon.mp4")
+    assert len(strip) == n
+    face_size = strip[0].shape[0]
+    assert strip[0].shape[1] == 6 * face_size
+    for face in CUBE_FACES:
+        files = sorted((out / "cubemap" / face).iterdir())
+        assert [p.name for p in files] == [f"frame_{i:06d}.png" for i in range(n)]
+    # The loop's frames differ; face F of frame t follows frame t.
+    means = [read_image(out / "cubemap" / "F" / f"frame_{t:06d}.png").mean() for t in range(n)]
+    assert len(set(np.round(means, 3))) == n
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["files"]["cubemap"]["frames"] == n
+
+
+def test_cube_faces_turn_with_the_world(tmp_path: Path) -> None:
+    """Rz(90°) takes +X to +Y: with --yaw 90, face F shows what face L shows unturned."""
+    make_panorama(tmp_path / "p", frames=2)
+    for yaw in ("0", "90"):
+        argv = ["export", str(tmp_path / "p"), "--out", str(tmp_path / yaw), "--cubemap"]
+        assert main([*argv, "--yaw", yaw]) == 0
+    turned = read_image(tmp_path / "90" / "cubemap" / "F" / "frame_000001.png").astype(int)
+    plain = read_image(tmp_path / "0" / "cubemap" / "L" / "frame_000001.png").astype(int)
+    assert np.abs(turned - plain).max() <= 1
+    assert json.loads((tmp_path / "90" / "manifest.json").read_text())["yaw_degrees"] == 90
+
+
+@pytest.mark.parametrize("yaw", ["nan", "inf", "1e20"])
+def test_a_yaw_that_is_not_a_finite_angle_is_refused(tmp_path: Path, capsys, yaw: str) -> None:
+    make_panorama(tmp_path / "p", frames=1)
+    argv = ["export", str(tmp_path / "p"), "--out", str(tmp_path / "o"), "--yaw", yaw]
+    assert main(argv) == 2
+    assert "--yaw" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
 def test_float_panoramas_keep_hdr_in_the_cubemaps(tmp_path: Path) -> None:
     pano = tmp_path / "hdr"
     (pano / "frames").mkdir(parents=True)
@@ -270,7 +310,9 @@ def test_float_panoramas_keep_hdr_in_the_cubemaps(tmp_path: Path) -> None:
     write_manifest(pano, panorama_manifest(width=64, height=32, frames=2, fps=FPS, loop=True))
     out = tmp_path / "out"
     assert main(["export", str(pano), "--out", str(out), "--cubemap"]) == 0
-    face = read_image(out / "cubemap" / "F.exr")
+    faces = sorted((out / "cubemap" / "F").iterdir())
+    assert [p.name for p in faces] == ["frame_000000.exr", "frame_000001.exr"]
+    face = read_image(faces[0])
     assert face.dtype == np.float32 and face.max() > 4.0
     assert (out / "cubemap" / "panorama.hdr").is_file()
     assert (out / "cubemap" / "horizon_preview.png").is_file()

@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent(
     from pathlib import Path
     import bpy
     sys.path.insert(0, {repo!r})
-    from blender_addon import package, render
+    from blender_addon import plans, render
 
     loop, out = Path({loop!r}), Path({out!r})
     bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -56,9 +56,12 @@ SCRIPT = textwrap.dedent(
     scene.collection.objects.link(cam)
     scene.camera = cam
 
-    vr = package.export_scene_vr(scene, loop, out / "vr", viewpoint=(0, 0, 0),
-                                 mono_360_width=32, stereo_360_width=32)
-    mc = package.render_multicam(scene, [cam], (1, {frames}), out / "mc", panorama_dir=loop)
+    # The plans run in place, as in background mode (the library API, add-on not enabled).
+    vr = plans.run_in_place(plans.vr_export_plan(
+        scene, out / "vr", viewpoint=(0, 0, 0), mono_360_width=32, stereo_360_width=32,
+        panorama=loop, yaw_degrees=0.0))
+    mc = plans.run_in_place(plans.multicam_plan(
+        scene, out / "mc", panorama=loop, cameras=[cam], yaw_degrees=0.0))
     bpy.ops.wm.save_as_mainfile(filepath=str(out / "scene.blend"))
     (out / "done.json").write_text(json.dumps({{"vr": str(vr), "mc": str(mc)}}))
     """
@@ -156,7 +159,7 @@ def test_render_job_script_speaks_the_worker_protocol(exported: Path, tmp_path: 
     (tmp_path / "job.json").write_text(json.dumps(job))
     command = [
         sys.executable,
-        str(REPO / "blender_addon" / "render.py"),
+        str(REPO / "blender_addon" / "background.py"),
         str(tmp_path / "job.json"),
     ]
 

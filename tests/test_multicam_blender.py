@@ -256,7 +256,7 @@ def test_engine_multicam_takes_the_blender_renders_in(
     assert sheet.shape[0] == 6 * 180 + 5 * 4  # 3 cameras × (reprojection, render)
     # A render whose loop length differs is refused, naming the camera.
     assert main([*argv, "--renders", str(blender_out / "mono"), "--out", str(out) + "2"]) == 2
-    assert "not a folder of Blender renders" in capsys.readouterr().err
+    assert "not 'blender_renders'" in capsys.readouterr().err
 
 
 OPERATOR_SCRIPT = textwrap.dedent(
@@ -291,8 +291,8 @@ OPERATOR_SCRIPT = textwrap.dedent(
             return str(exc)
 
     seen["multicam"] = call(bpy.ops.panoloop.render_multicam)
-    # The UI path: a background Blender renders (here the bpy module's Python runs
-    # render.py) and then runs the engine worker on the renders; the runner drives it.
+    # The UI path: one runner job runs the plan's processes, a background Blender for the
+    # renders (here the bpy module's Python runs background.py), then the engine worker.
     runner = sys.modules["bl_ext.user_default.panoloop.blender_addon.runner"]
     seen["async"] = call(bpy.ops.panoloop.render_multicam, run_mode="ASYNC")
     labels = []
@@ -347,8 +347,10 @@ def test_operators_run_blocking_in_background_mode(blender_out: Path, tmp_path: 
     seen = json.loads((tmp_path / "seen.json").read_text())
     assert seen["install"] == ["FINISHED"] and seen["apply"] == ["FINISHED"]
     assert seen["multicam"] == ["FINISHED"] and seen["export_vr"] == ["FINISHED"]
-    assert "frame range 1-9 is 9 frames but the World's loop has 4" in seen["bad_range"]
-    assert "camera 'Camera' is ORTHO" in seen["ortho"]
+    assert "frame range 1-9 is 9 frames but the loop has 4" in seen["bad_range"]
+    # One camera-scope rule: a non-perspective camera is left out, and named.
+    assert "no perspective cameras in the PanoLoop camera scope" in seen["ortho"]
+    assert "left out, not perspective: 'Camera'" in seen["ortho"]
     outputs = sorted((tmp_path / "outputs").iterdir())
     assert seen["async"] == ["FINISHED"]
     assert seen["async_labels"] == ["Render 1 camera"]

@@ -1,8 +1,9 @@
 """``python -m engine export PANORAMA_DIR --out DIR``: a panorama, ready for headsets and browsers.
 
 Writes ``DIR/<name>_360.mp4`` (H.264 at a headset-safe size and level, with Spherical
-Video V2 and V1 metadata), and on request ``DIR/cubemap/`` (faces, horizon and dice
-sheets of the first frame, orientation notes) and ``DIR/webxr/`` (an offline three.js
+Video V2 and V1 metadata), and on request ``DIR/cubemap/`` (every frame's six faces as
+frame sequences, a 6×1 strip video, sheets of frame 0, orientation notes) and
+``DIR/webxr/`` (an offline three.js
 viewer with the video and, given ``--gltf``, the scene). Only the standard library is
 imported here; the work happens in :mod:`engine.export.vr`.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..contract import add_yaw_argument
 from ..jobs import JobContext
 
 X264_PRESETS = (
@@ -45,9 +47,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fps", type=float, default=None, help="frame rate (default: the panorama's own)"
     )
-    parser.add_argument("--cubemap", action="store_true", help="also write cube faces and sheets")
     parser.add_argument(
-        "--face-size", type=int, default=None, help="cube face size in pixels (default: width/4)"
+        "--cubemap",
+        action="store_true",
+        help="also write cube faces of every frame (cubemap/F/frame_000000.png …, EXR for "
+        "HDR loops), a 6x1 strip video and frame 0 as sheets",
+    )
+    parser.add_argument(
+        "--face-size",
+        type=int,
+        default=None,
+        help="cube face size in pixels, even (default: width/4)",
     )
     parser.add_argument("--webxr", action="store_true", help="also write a WebXR package")
     parser.add_argument(
@@ -61,9 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("X", "Y", "Z"),
         help="Blender-world point the panorama is seen from (places the glTF scene)",
     )
-    parser.add_argument(
-        "--yaw", type=float, default=0.0, help="World Mapping node Z rotation in degrees"
-    )
+    add_yaw_argument(parser)
     parser.add_argument(
         "--stereo",
         choices=("mono", "top-bottom"),
@@ -87,8 +95,8 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     from .vr import ExportOptions, export_panorama
 
     size = parse_size(args.size) if args.size else None
-    if args.face_size is not None and args.face_size <= 0:
-        raise BadInput(f"--face-size {args.face_size} must be positive")
+    if args.face_size is not None and (args.face_size <= 0 or args.face_size % 2):
+        raise BadInput(f"--face-size {args.face_size} must be positive and even")
     if not 0 <= args.crf <= 51:
         raise BadInput(f"--crf {args.crf} must be between 0 and 51")
     options = ExportOptions(

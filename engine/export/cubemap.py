@@ -4,17 +4,33 @@ Faces follow :data:`engine.projection.CUBE_FACES` (py360convert's ``F R B L U D`
 F looks along Blender **+X** (the equirect centre), R along −Y, B along −X (the
 seam), L along +Y, U along +Z (its bottom edge touches F's top edge) and D along −Z
 (its top edge touches F's bottom edge); every face is seen from inside the cube,
-image-up = +Z for the four side faces. Sheets: ``horizon`` (6×1 in that order) and
-``dice`` (a cross: U above F, L F R B across, D below F).
+image-up = +Z for the four side faces. Every frame of a loop is written, one folder of
+frames per face, plus a 6×1 strip video; frame 0 also as sheets: ``horizon`` (6×1 in
+that order) and ``dice`` (a cross: U above F, L F R B across, D below F).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..projection import FACE_ORDER, cubemap_sheet, equirect_to_cubemap
+from ..cameras import yaw_rotation
+from ..jobs import JobContext
+from ..projection import (
+    FACE_ORDER,
+    cube_face_directions,
+    cubemap_sheet,
+    equirect_directions,
+    pad_equirect,
+    remap_equirect,
+    sampling_map,
+)
+
+#: The 6×1 strip video of every frame (F R B L U D left to right).
+STRIP_VIDEO = "horizon.mp4"
 
 ORIENTATION_TEXT = """\
 # Cubemap orientation (PanoLoop)
@@ -36,9 +52,13 @@ Faces (py360convert's F R B L U D order; each face seen from inside the cube):
 Sheets: `horizon` = F R B L U D left to right; `dice` = a 4x3 cross with U above F,
 the row L F R B, and D below F.
 
-Blender: put the equirect (or `panorama.hdr`) on an Environment Texture node; no
-rotation is needed (the Mapping node's Z rotation, if any, is recorded in the export's
-manifest as `yaw_degrees`).
+Every face has one folder, `F/frame_000000.png` … (EXR for HDR loops), one file per
+loop frame; `horizon.mp4` is the 6x1 strip of every frame (an 8-bit preview).
+
+The World's rotation (`yaw_degrees` in the export's manifest, PanoLoop's Mapping node)
+is already applied: F shows what Blender shows along +X with the World turned, and
+`panorama.hdr` is the turned panorama. Blender: put `panorama.hdr` on an Environment
+Texture node with no rotation.
 
 Unity: Skybox/Panoramic samples u = 0.5 - atan2(z, x) / 2pi, so the equirect centre
 shows at Unity +X and column 1/4 at Unity +Z. Unity's glTF importers (UnityGLTF,
@@ -52,22 +72,83 @@ importers differ in their axis conversion from Blender.
 """
 
 
-def write_cubemaps(frame: np.ndarray, folder: Path, face_size: int) -> dict[str, str]:
-    """Write faces ``F.ext`` … ``D.ext`` and ``horizon``/``dice`` sheets of one frame.
+class CubeFaces:
+    """Six cube faces of ``face_size``² from W×H equirect frames, maps built once.
 
-    float32 frames are written as EXR (HDR kept) with 8-bit PNG previews beside the
-    sheets, plus ``panorama.hdr`` (Radiance, what Unreal imports as a cube); uint8/16 as
-    PNG. Returns the written file names by role, relative to ``folder``.
+    ``yaw_degrees`` is the World's rotation: face F shows the texture at ``Rz(yaw)·(+X)``,
+    i.e. what Blender shows along +X with the World turned (every face likewise).
     """
+
+    def __init__(self, width: int, height: int, face_size: int, yaw_degrees: float = 0.0):
+        turn = yaw_rotation(yaw_degrees)
+        self.maps = {
+            face: sampling_map(cube_face_directions(face, face_size) @ turn.T, width, height)
+            for face in FACE_ORDER
+        }
+
+    def __call__(self, frame: np.ndarray) -> dict[str, np.ndarray]:
+        padded = pad_equirect(frame)
+        return {face: remap_equirect(padded, m, padded=True) for face, m in self.maps.items()}
+
+
+def write_cubemaps(
+    frames: Iterable[np.ndarray],
+    count: int,
+    folder: Path,
+    face_size: int,
+    fps: float,
+    *,
+    yaw_degrees: float = 0.0,
+    ctx: JobContext | None = None,
+) -> dict[str, Any]:
+    """Write every frame's faces as sequences ``<F|R|B|L|U|D>/frame_NNNNNN.<png|exr>``,
+    a 6×1 strip video ``horizon.mp4`` (8-bit preview), and stills of frame 0.
+
+    ``frames`` yields ``count`` equirect frames of one dtype. float32 frames give EXR
+    faces (HDR kept) with a tone-mapped strip video; uint8/16 give PNG. Frame 0 also
+    becomes ``horizon``/``dice`` sheets (+ 8-bit previews and ``panorama.hdr``, Radiance,
+    what Unreal imports as a cube, for float frames). Returns the written names by role,
+    relative to ``folder``.
+    """
+    from ..contract import frame_name
+    from ..media import encode_mp4, to_display_uint8, write_image
+
+    ctx = ctx or JobContext()
+    folder.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Any] = {}
+    state: dict[str, Any] = {}
+
+    def strips() -> Iterator[np.ndarray]:
+        for index, frame in enumerate(frames):
+            ctx.step("cubemap", index + 1, count)
+            if index == 0:
+                state["cube"] = CubeFaces(frame.shape[1], frame.shape[0], face_size, yaw_degrees)
+                state["ext"] = ".exr" if frame.dtype.kind == "f" else ".png"
+                for face in FACE_ORDER:
+                    (folder / face).mkdir()
+            faces = state["cube"](frame)
+            for face in FACE_ORDER:
+                write_image(folder / face / frame_name(index, state["ext"]), faces[face])
+            if index == 0:
+                written.update(_write_stills(frame, faces, folder, state["ext"], yaw_degrees))
+            yield to_display_uint8(cubemap_sheet(faces, "horizon"))
+
+    encode_mp4(strips(), folder / STRIP_VIDEO, fps)
+    written["faces"] = {face: f"{face}/frame_NNNNNN{state['ext']}" for face in FACE_ORDER}
+    written["frames"] = count
+    written["strip_video"] = STRIP_VIDEO
+    (folder / "ORIENTATION.md").write_text(ORIENTATION_TEXT, encoding="utf-8")
+    written["orientation"] = "ORIENTATION.md"
+    return written
+
+
+def _write_stills(
+    frame: np.ndarray, faces: dict[str, np.ndarray], folder: Path, ext: str, yaw: float
+) -> dict[str, str]:
+    """Frame 0 as ``horizon`` and ``dice`` sheets (skyboxes are often stills)."""
     from ..media import to_display_uint8, write_image
 
-    folder.mkdir(parents=True, exist_ok=True)
-    faces = equirect_to_cubemap(frame, face_size, "linear")
-    ext = ".exr" if frame.dtype.kind == "f" else ".png"
-    written: dict[str, str] = {}
-    for face in FACE_ORDER:
-        write_image(folder / f"{face}{ext}", faces[face])
-        written[f"face_{face}"] = f"{face}{ext}"
+    written = {}
     for layout in ("horizon", "dice"):
         sheet = cubemap_sheet(faces, layout)
         write_image(folder / f"{layout}{ext}", sheet)
@@ -76,11 +157,18 @@ def write_cubemaps(frame: np.ndarray, folder: Path, face_size: int) -> dict[str,
             write_image(folder / f"{layout}_preview.png", to_display_uint8(sheet))
             written[f"{layout}_preview"] = f"{layout}_preview.png"
     if ext == ".exr":
-        _write_radiance_hdr(folder / "panorama.hdr", frame)
+        _write_radiance_hdr(folder / "panorama.hdr", _turned(frame, yaw))
         written["hdr"] = "panorama.hdr"
-    (folder / "ORIENTATION.md").write_text(ORIENTATION_TEXT, encoding="utf-8")
-    written["orientation"] = "ORIENTATION.md"
     return written
+
+
+def _turned(frame: np.ndarray, yaw_degrees: float) -> np.ndarray:
+    """The equirect as Blender shows it with the World turned (for ``panorama.hdr``)."""
+    if yaw_degrees == 0:
+        return frame
+    height, width = frame.shape[:2]
+    directions = equirect_directions(width, height) @ yaw_rotation(yaw_degrees).T
+    return remap_equirect(frame, sampling_map(directions, width, height))
 
 
 def _write_radiance_hdr(path: Path, frame: np.ndarray) -> None:

@@ -98,8 +98,10 @@ def export_panorama(
     width, height = options.size or (src_w, src_h)
     level = check_headset_video(width, height, float(fps), stereo)
     face_size = options.face_size or max(2, (width // 4) // 2 * 2)
-    if face_size <= 0:
-        raise BadInput(f"cube face size {face_size} must be positive")
+    if face_size <= 0 or face_size % 2:
+        raise BadInput(
+            f"cube face size {face_size} must be positive and even (the strip video is H.264)"
+        )
     if options.gltf is not None and not options.gltf.is_file():
         raise BadInput(f"scene file not found: {options.gltf}")
     if options.gltf is not None and options.gltf.suffix.lower() != ".glb":
@@ -123,12 +125,22 @@ def export_panorama(
                 preset=options.preset,
             )
         written: dict[str, Any] = {"video": video.name}
-        # 3. Cubemaps of the first frame (game-engine skyboxes are stills).
+        # 3. Cubemaps of every frame, turned with the World, and a 6×1 strip video.
         if options.cubemap:
-            ctx.step("cubemap", 1, 1)
             with ctx.timed("cubemap"):
-                faces = write_cubemaps(resize(first), tmp / CUBEMAP_DIR, face_size)
-            written["cubemap"] = {k: f"{CUBEMAP_DIR}/{v}" for k, v in faces.items()}
+                faces = write_cubemaps(
+                    (
+                        resize(first if i == 0 else read_image(p))
+                        for i, p in enumerate(source.frames)
+                    ),
+                    source.count,
+                    tmp / CUBEMAP_DIR,
+                    face_size,
+                    float(fps),
+                    yaw_degrees=options.yaw_degrees,
+                    ctx=ctx,
+                )
+            written["cubemap"] = _under(CUBEMAP_DIR, faces)
         # 4. The WebXR package.
         if options.webxr:
             from .webxr import write_webxr_package
@@ -169,6 +181,18 @@ def export_panorama(
             },
         )
     return out
+
+
+def _under(folder: str, names: dict[str, Any]) -> dict[str, Any]:
+    """Relative names in ``folder`` (nested dicts too; numbers pass through)."""
+    return {
+        k: _under(folder, v)
+        if isinstance(v, dict)
+        else f"{folder}/{v}"
+        if isinstance(v, str)
+        else v
+        for k, v in names.items()
+    }
 
 
 def _display_frames(

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..contract import add_yaw_argument
 from ..errors import BadInput
 from ..jobs import JobContext
 
@@ -124,6 +125,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cameras", type=Path, help="cameras.json: denoise each camera's view whole"
     )
+    add_yaw_argument(parser)
     parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cuda, mps or cpu")
     parser.add_argument(
         "--dtype", default="auto", choices=("auto", "float16", "bfloat16", "float32")
@@ -217,9 +219,11 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     timing = loop_timing(args.seconds, args.frames, fps, model_fps)
     cameras = ()
     if args.cameras is not None:
-        from ..cameras import load_cameras
+        from ..cameras import load_cameras, turned_by_world
 
-        cameras = tuple(load_cameras(args.cameras))
+        # Camera views are taken in the panorama's own frame: the World's rotation turns
+        # the cameras the other way round (engine.cameras.turned_by_world).
+        cameras = tuple(turned_by_world(load_cameras(args.cameras), args.yaw))
     request = GenerateRequest(
         prompt=args.prompt,
         negative=args.negative,
@@ -262,7 +266,9 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
             vae_tiling=vae_tiling,
         )
     extra = {"vae_tiling_auto": vae_tiling and not args.vae_tiling}
-    return generate_to_folder(backend, request, args.out, ctx, timing=timing, extra=extra)
+    return generate_to_folder(
+        backend, request, args.out, ctx, timing=timing, extra=extra, yaw_degrees=args.yaw
+    )
 
 
 def parse_window_size(text: str) -> tuple[int, int]:
@@ -354,6 +360,7 @@ def generate_to_folder(
     fps: float | None = None,
     timing: LoopTiming | None = None,
     extra: dict | None = None,
+    yaw_degrees: float = 0.0,
 ) -> Path:
     """Sample and decode ``request`` with ``backend``, interpolate to the output rate,
     then write the output folder.
@@ -416,6 +423,7 @@ def generate_to_folder(
                 "poles": request.sphere_poles,
             },
             cameras=[c.name for c in request.cameras],
+            yaw_degrees=yaw_degrees,
             window_pixels_per_latent_pixel=round(
                 sum(result.window_pixels) / len(result.window_pixels), 4
             ),
