@@ -41,8 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from schedule_reference import coverage, multidiffusion_windows  # noqa: E402
+
 from engine.generate import schedule as sch  # noqa: E402
-from engine.generate.ring import coverage  # noqa: E402
 
 ANIMATEDIFF_WINDOW = sch.WindowGrid((16, 64, 64), align=8)
 GRID_2K = (16, 128, 256)  # frames, latent rows, latent cols of 2048×1024 px
@@ -82,7 +83,7 @@ def work_table(
     coarse = (grid[0], grid[1] // 2, grid[2] // 2)
     sphere = [pixels_per_cell(sphere_step_views(s, window, coarse), coarse) for s in range(4)]
     blend = [pixels_per_cell(sch.blend_windows(s, window, grid), grid) for s in cycle]
-    multi = pixels_per_cell(sch.multidiffusion_windows(window, grid, stride=8), grid)
+    multi = pixels_per_cell(multidiffusion_windows(window, grid, stride=8), grid)
     name = "1." if window == ANIMATEDIFF_WINDOW else "4. Wan:"
     # The whole default plan, in full-canvas latent pixels per step.
     total = 0.0

@@ -1,6 +1,6 @@
 """Seams without weights: our window schedule vs fixed tiling on an exact denoiser.
 
-The denoiser is :class:`engine.generate.analytic.GaussianFieldBackend`: the exact
+The denoiser is :class:`analytic.GaussianFieldBackend` (``tests/analytic.py``): the exact
 posterior mean of a stationary Gaussian field given only the window it is shown. The
 field is correlated beyond any window, so every window border is a place where two
 windows that never saw each other meet. A seam shows as extra gradient energy there.
@@ -47,10 +47,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from analytic import GaussianFieldBackend  # noqa: E402
 
 from engine.cameras import BlenderCamera  # noqa: E402
 from engine.generate import schedule as sch  # noqa: E402
-from engine.generate.analytic import GaussianFieldBackend  # noqa: E402
 from engine.generate.sampler import GenerateRequest, sample_latent  # noqa: E402
 from engine.jobs import JobContext  # noqa: E402
 

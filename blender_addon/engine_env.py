@@ -161,6 +161,16 @@ def output_root() -> Path:
     return root
 
 
+def output_root_text() -> str:
+    """Where outputs will go, for the panel (computed without creating anything)."""
+    chosen = preferences().output_dir.strip() if registered() else ""
+    if chosen:
+        return chosen
+    if bpy.data.filepath:
+        return f"{BLEND_OUTPUT_DIR}/"
+    return str(user_dir() / OUTPUTS_DIR_NAME)
+
+
 def jobs_root() -> Path:
     root = user_dir() / JOBS_DIR_NAME
     root.mkdir(parents=True, exist_ok=True)

@@ -68,7 +68,7 @@ def worker_job(
     command: str,
     argv: list[str],
     *,
-    output: Path,
+    output: Path | None,
     online: bool,
     on_done: Callable[[Job], Iterator[None]] | None = None,
     job_dir: Path | None = None,
@@ -261,3 +261,8 @@ def generate_job(scene: Any) -> Job:
     if not online and not local:
         job.fix_hint = ONLINE_FIX
     return job
+
+
+def serve_job(argv: list[str]) -> Job:
+    """``engine serve`` in the worker: serves until Cancel; its stage shows the URL."""
+    return worker_job("Serve to headset", "serve", argv, output=None, online=False)

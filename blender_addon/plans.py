@@ -62,6 +62,8 @@ class Plan:
     work: Path
     prepare: list[Callable[[], None]] = field(default_factory=list)
     steps: list[RenderStep | EngineStep] = field(default_factory=list)
+    #: Main-thread bookkeeping once ``output`` is in place (e.g. remember the package).
+    finished: Callable[[Path], None] | None = None
 
 
 # --------------------------------------------------------------------------- inputs
@@ -226,6 +228,13 @@ def vr_export_plan(
             steps.append(RenderStep(spec))
             argv += [flag, str(frames)]
     label = "Render 360° and export for VR" if steps else "Export for VR"
+    scene_name = scene.name
+
+    def remember(output: Path) -> None:
+        settings = getattr(bpy.data.scenes.get(scene_name), "panoloop", None)
+        if settings is not None:  # the extension is enabled (not library use)
+            settings.last_vr_package = str(output)
+
     return Plan(
         label=label,
         scene=scene.name,
@@ -233,6 +242,7 @@ def vr_export_plan(
         work=work,
         prepare=[lambda: export_gltf(scene, glb)],
         steps=[*steps, EngineStep("vr-package", argv)],
+        finished=remember,
     )
 
 
@@ -259,6 +269,8 @@ def run_in_place(plan: Plan, *, progress: Progress | None = None) -> Path:
                 raise PanoLoopError(job.message, job.fix)
     finally:
         shutil.rmtree(plan.work, ignore_errors=True)
+    if plan.finished is not None:
+        plan.finished(plan.output)
     return plan.output
 
 
@@ -302,7 +314,7 @@ def runner_job(plan: Plan) -> Job:
         env=env,
         job_dir=log_dir,
         output=plan.output,
-        on_done=_remove_work(plan.work),
+        on_done=_finish(plan),
         then=then,
     )
 
@@ -330,11 +342,13 @@ def _background_blender(plan: Plan, step: RenderStep, index: int) -> tuple[list[
     return [*command, str(job_file)], dict(os.environ)
 
 
-def _remove_work(work: Path) -> Callable[[Job], Iterator[None]]:
-    """``on_done``: the output is in place; remove the plan's intermediate files."""
+def _finish(plan: Plan) -> Callable[[Job], Iterator[None]]:
+    """``on_done``: the output is in place; remove the intermediate files, remember it."""
 
     def on_done(_job: Job) -> Iterator[None]:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(plan.work, ignore_errors=True)
         yield
+        if plan.finished is not None:
+            plan.finished(plan.output)
 
     return on_done

@@ -159,6 +159,11 @@ class PanoLoopSettings(bpy.types.PropertyGroup):
         default=0.0,
         update=_apply_world_rotation,
     )
+    last_vr_package: StringProperty(
+        name="Last VR Package",
+        description="The folder Export for VR wrote last (Serve to Headset serves it)",
+        subtype="DIR_PATH",
+    )
     last_output: StringProperty(
         name="Last Output", description="The output folder applied last", subtype="DIR_PATH"
     )

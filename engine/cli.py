@@ -28,6 +28,7 @@ COMMANDS = {
     "export": "engine.export.command",
     "device": "engine.device",
     "vr-package": "engine.export.vr_package",
+    "serve": "engine.export.serve",
     "worker": "engine.worker",
 }
 

@@ -368,8 +368,10 @@ def validate_manifest(manifest: object, where: str | os.PathLike[str]) -> dict[s
                 f"{where}: {field} is {shown} ({_type_name(value)}); it must be {wanted}"
             )
     for index, camera in enumerate(manifest.get("cameras") or []):
+        if isinstance(camera, str):
+            continue  # a panorama's manifest lists the names of the cameras it heeded
         if not isinstance(camera, dict) or not isinstance(camera.get("name"), str):
-            raise BadInput(f"{where}: cameras[{index}] must be an object with a name")
+            raise BadInput(f"{where}: cameras[{index}] must be a name or an object with a name")
         if "folder" in camera:
             check_folder_name(camera["folder"], f"{where}: cameras[{index}].folder")
     frame_range = manifest.get("frame_range")

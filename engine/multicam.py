@@ -8,7 +8,9 @@ Output folder::
                                         scene through each camera (same numbers)
     <camera>.mp4, <camera>_render.mp4   one clip per camera, all of equal length
     contact_sheet.png                   rows = cameras (reprojection, then render),
-                                        columns = a few instants
+                                        columns = a few instants; labelled: camera
+                                        names and row kinds on the left, frame and
+                                        time of each column on top
     cameras.json                        Blender values + OpenCV K, camera-to-world and
                                         poses relative to the first (reference) camera
     manifest.json
@@ -41,6 +43,11 @@ HELP = "render every camera in sync from a panorama: per-camera clips, MP4s, con
 #: Contact-sheet tile height in pixels and the gap between tiles.
 SHEET_TILE_H = 180
 SHEET_GAP = 4
+#: The sheet's labels: a header row (instants) and a column (camera, which row is what).
+SHEET_HEADER_H = 28
+SHEET_LABEL_W = 220
+REPROJECTION_LABEL = "reprojection"
+RENDER_LABEL = "Blender render"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -185,10 +192,10 @@ def render_multicam(
         with ctx.timed("contact_sheet"):
             rows = []
             for cam in cameras:
-                rows.append(clips[cam.name])
+                rows.append((f"{cam.name}: {REPROJECTION_LABEL}", clips[cam.name]))
                 if cam.name in rendered:
-                    rows.append(rendered[cam.name])
-            sheet = contact_sheet(rows, instants)
+                    rows.append((f"{cam.name}: {RENDER_LABEL}", rendered[cam.name]))
+            sheet = contact_sheet(rows, instants, fps)
             from .media import write_image
 
             write_image(tmp / SHEET_NAME, sheet)
@@ -240,20 +247,24 @@ def encode_clip(frames: list[Path], path: Path, fps: float) -> Path:
     return encode_mp4((display(p) for p in frames), path, fps)
 
 
-def contact_sheet(clips: list[list[Path]], instants: int = 4) -> Any:
-    """A grid (8-bit RGB): one row per clip, ``instants`` columns spread over the loop.
+def contact_sheet(rows: list[tuple[str, list[Path]]], instants: int = 4, fps: float = 0.0) -> Any:
+    """A labelled grid (8-bit RGB): one row per ``(label, frames)``, ``instants`` columns
+    spread over the loop.
 
     Every row samples the same frame numbers, so a column is one instant for all cameras.
+    The header names each column's frame and time (``fps`` > 0); the left column names
+    each row (camera, and whether it is the reprojection or Blender's render).
     """
     import cv2
     import numpy as np
 
     from .media import read_image, to_display_uint8
 
-    count = min(len(c) for c in clips)
+    count = min(len(frames) for _, frames in rows)
     picks = np.unique(np.linspace(0, count - 1, min(instants, count)).round().astype(int))
-    rows = []
-    for frames in clips:
+    grid = []
+    widths = []
+    for label, frames in rows:
         tiles = []
         for i in picks:
             tile = to_display_uint8(read_image(frames[i]))
@@ -261,7 +272,50 @@ def contact_sheet(clips: list[list[Path]], instants: int = 4) -> Any:
             size = (max(1, round(tile.shape[1] * scale)), SHEET_TILE_H)
             tiles.append(cv2.resize(tile, size, interpolation=cv2.INTER_AREA))
             tiles.append(np.zeros((SHEET_TILE_H, SHEET_GAP, 3), np.uint8))
-        rows.append(np.concatenate(tiles[:-1], axis=1))
-    width = max(r.shape[1] for r in rows)
-    padded = [np.pad(r, ((0, SHEET_GAP), (0, width - r.shape[1]), (0, 0))) for r in rows]
-    return np.concatenate(padded, axis=0)[:-SHEET_GAP]
+        widths = [t.shape[1] for t in tiles[0::2]]
+        row = np.concatenate(tiles[:-1], axis=1)
+        grid.append(np.concatenate([_label_tile(label, SHEET_TILE_H), row], axis=1))
+    width = max(r.shape[1] for r in grid)
+    padded = [np.pad(r, ((0, SHEET_GAP), (0, width - r.shape[1]), (0, 0))) for r in grid]
+    header = _header(picks, widths, width, fps)
+    return np.concatenate([header, *padded], axis=0)[:-SHEET_GAP]
+
+
+def _label_tile(text: str, height: int) -> Any:
+    """A dark tile of :data:`SHEET_LABEL_W` with ``text`` wrapped on up to four lines."""
+    import cv2
+    import numpy as np
+
+    tile = np.full((height, SHEET_LABEL_W, 3), 24, np.uint8)
+    words, lines, line = text.split(), [], ""
+    for word in words:
+        candidate = f"{line} {word}".strip()
+        if cv2.getTextSize(candidate, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)[0][0] > SHEET_LABEL_W - 16:
+            lines.append(line)
+            line = word
+        else:
+            line = candidate
+    lines.append(line)
+    for index, text_line in enumerate(lines[:4]):
+        cv2.putText(
+            tile, text_line, (8, 28 + 22 * index), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+            (235, 235, 235), 1, cv2.LINE_AA,
+        )  # fmt: skip
+    return tile
+
+
+def _header(picks: Any, widths: list[int], width: int, fps: float) -> Any:
+    """The header row: over each column, the loop frame it shows and its time."""
+    import cv2
+    import numpy as np
+
+    header = np.full((SHEET_HEADER_H, width, 3), 24, np.uint8)
+    x = SHEET_LABEL_W
+    for frame, tile_w in zip(picks, widths, strict=True):
+        text = f"frame {int(frame)}" + (f"  {frame / fps:.2f} s" if fps > 0 else "")
+        cv2.putText(
+            header, text, (x + 6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (235, 235, 235), 1,
+            cv2.LINE_AA,
+        )  # fmt: skip
+        x += tile_w + SHEET_GAP
+    return header

@@ -7,6 +7,8 @@ from .create_motion_map import PANOLOOP_OT_create_motion_map
 from .export_vr import PANOLOOP_OT_export_vr
 from .generate_world import PANOLOOP_OT_generate_world
 from .multicam import PANOLOOP_OT_render_multicam
+from .open_folder import PANOLOOP_OT_open_output_folder
+from .serve_headset import PANOLOOP_OT_serve_headset
 
 CLASSES = (
     PANOLOOP_OT_generate_world,
@@ -16,4 +18,6 @@ CLASSES = (
     PANOLOOP_OT_cancel,
     PANOLOOP_OT_render_multicam,
     PANOLOOP_OT_export_vr,
+    PANOLOOP_OT_serve_headset,
+    PANOLOOP_OT_open_output_folder,
 )

@@ -84,6 +84,7 @@ def draw_settings(layout: Any, context: Any) -> None:
     col.prop(settings, "seed")
     frames = settings.seconds * settings.fps
     col.label(text=f"{frames:g} frames, looping", icon="FILE_REFRESH")
+    col.prop(settings, "world_rotation")
 
 
 def draw_actions(layout: Any, context: Any) -> None:
@@ -99,6 +100,18 @@ def draw_actions(layout: Any, context: Any) -> None:
     row = layout.row(align=True)
     row.operator("panoloop.render_multicam", icon="OUTLINER_OB_CAMERA")
     row.operator("panoloop.export_vr", icon="EXPORT")
+    layout.operator("panoloop.serve_headset", icon="URL")
+    draw_output_folder(layout)
+
+
+def draw_output_folder(layout: Any) -> None:
+    """Where outputs go (preference, ``//panoloop/`` beside the .blend, or the user
+    folder), with an Open Folder button."""
+    from ..blender_addon import engine_env
+
+    row = layout.row(align=True)
+    row.label(text=engine_env.output_root_text(), icon="FILE_FOLDER")
+    row.operator("panoloop.open_output_folder", text="", icon="FOLDER_REDIRECT")
 
 
 def draw_panel(layout: Any, context: Any) -> None:

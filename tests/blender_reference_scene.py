@@ -21,6 +21,7 @@ from pathlib import Path
 import bpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from blender_addon import world as addon_world  # noqa: E402
 from blender_addon.scene_io import write_cameras_json  # noqa: E402
 
 PANORAMA_SIZE = (1024, 512)
@@ -122,5 +123,34 @@ def main(out: Path, hdri: Path) -> None:
     print("rendered", len(cameras), "cameras into", out)
 
 
+#: Cameras of the turned-World check (a subset: straight ahead, up, across the seam, a
+#: shifted wide one), each rendered with the World turned by PanoLoop's Mapping node.
+TURNED_CAMERAS = ("front", "up", "seam", "wide_shift")
+
+
+def main_turned(out: Path, hdri: Path, yaw_degrees: float) -> None:
+    """Renders with the World turned: PanoLoop's own Mapping node (``world.rotation_node``)
+    at Z = ``yaw_degrees``, the unturned HDRI on the environment node."""
+    out.mkdir(parents=True, exist_ok=True)
+    scene = setup_world_scene(hdri)
+    env = next(n for n in scene.world.node_tree.nodes if n.bl_idname == "ShaderNodeTexEnvironment")
+    mapping = addon_world.rotation_node(scene.world, env)
+    mapping.inputs["Rotation"].default_value = (0.0, 0.0, math.radians(yaw_degrees))
+    for name, rot, lens, fit, sensor, size, shift, aspect in CAMERAS:
+        if name not in TURNED_CAMERAS:
+            continue
+        obj = add_camera(scene, name, rot)
+        obj.data.lens = lens
+        obj.data.sensor_fit = fit
+        obj.data.sensor_width, obj.data.sensor_height = sensor
+        obj.data.shift_x, obj.data.shift_y = shift
+        render(scene, obj, size, aspect, out / f"{name}.exr")
+        write_cameras_json([obj], scene, out / f"{name}.json")
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) > 2 else bundled_hdri())
+    if "--yaw" in sys.argv:
+        at = sys.argv.index("--yaw")
+        main_turned(Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[at + 1]))
+    else:
+        main(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) > 2 else bundled_hdri())

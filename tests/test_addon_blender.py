@@ -105,8 +105,11 @@ def test_zip_is_built_by_blenders_tool_without_dev_files(built_zip):
     names = zipfile.ZipFile(built_zip).namelist()
     for needed in ("blender_manifest.toml", "__init__.py", "pyproject.toml",
                    "blender_addon/runner.py", "operators/animate_hdri.py",
-                   "panels/world.py", "engine/worker.py", "engine/cli.py"):  # fmt: skip
+                   "panels/world.py", "engine/worker.py", "engine/cli.py",
+                   "engine/contract.py", "LICENSE"):  # fmt: skip
         assert needed in names
+    licence = zipfile.ZipFile(built_zip).read("LICENSE").decode("utf-8")
+    assert "GNU GENERAL PUBLIC LICENSE" in licence and "Version 3, 29 June 2007" in licence
     for name in names:
         top = name.split("/")[0]
         assert top not in ("tests", "bench", "tools", "docs", ".ci", ".venv", ".git"), name

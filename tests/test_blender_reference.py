@@ -33,7 +33,12 @@ MARGIN_OVER_QUARTER_PIXEL_DB = 10.0
 
 pytest.importorskip("bpy", reason="needs the bpy module (pip install '.[test]')")
 sys.path.insert(0, str(HERE))
-from blender_reference_scene import CAMERAS  # noqa: E402
+from blender_reference_scene import CAMERAS, TURNED_CAMERAS  # noqa: E402
+
+#: The turned-World check: a held-out HDRI (not the forest the tests above use) and a
+#: non-trivial angle (not a multiple of 90°, so no face or pixel grid lines up by luck).
+HELD_OUT_HDRI = "courtyard.exr"
+WORLD_YAW_DEG = 37.5
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +100,41 @@ def test_reprojection_matches_cycles_camera_render(blender_renders, name):
     assert score >= max(quarter) + MARGIN_OVER_QUARTER_PIXEL_DB, (
         f"{name}: {score:.1f} dB vs quarter-pixel twin {max(quarter):.1f} dB"
     )
+
+
+@pytest.fixture(scope="module")
+def turned_world(tmp_path_factory) -> tuple[Path, Path]:
+    """Cycles renders of a held-out HDRI World turned by PanoLoop's Mapping node."""
+    import bpy
+
+    hdri = Path(bpy.utils.system_resource("DATAFILES", path="studiolights/world")) / HELD_OUT_HDRI
+    if not hdri.is_file():
+        pytest.skip(f"this bpy ships no {HELD_OUT_HDRI}")
+    out = tmp_path_factory.mktemp("turned_world")
+    script = str(HERE / "blender_reference_scene.py")
+    subprocess.run(
+        [sys.executable, script, str(out), str(hdri), "--yaw", str(WORLD_YAW_DEG)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return out, hdri
+
+
+@pytest.mark.parametrize("name", TURNED_CAMERAS)
+def test_engine_views_with_yaw_match_cycles_with_the_world_turned(turned_world, tmp_path, name):
+    """``engine views --yaw`` of the unturned panorama = Cycles with the World turned by
+    PanoLoop's Mapping node (≥ 40 dB); the unturned and the opposite turn are far off, so
+    the angle's size and sign are both what Blender does."""
+    from engine.cli import main as engine_main
+
+    renders, hdri = turned_world
+    blender = read_image(renders / f"{name}.exr")
+    scores = {}
+    for yaw in (WORLD_YAW_DEG, 0.0, -WORLD_YAW_DEG):
+        out = tmp_path / f"views{yaw}"
+        argv = ["views", "--panorama", str(hdri), "--cameras", str(renders / f"{name}.json")]
+        assert engine_main([*argv, "--out", str(out), "--yaw", str(yaw)]) == 0
+        scores[yaw] = psnr_8bit(read_image(out / name / "frame_000000.exr"), blender)
+    assert scores[WORLD_YAW_DEG] >= FLOOR_DB, f"{name}: {scores}"
+    assert scores[WORLD_YAW_DEG] >= max(scores[0.0], scores[-WORLD_YAW_DEG]) + 10, scores

@@ -11,12 +11,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from analytic import GaussianFieldBackend
+from schedule_reference import coverage, multidiffusion_windows
 
 from engine.cameras import BlenderCamera
 from engine.errors import BadInput
 from engine.generate import schedule as sch
-from engine.generate.analytic import GaussianFieldBackend
-from engine.generate.ring import coverage, gather, nearest_view, scatter, window_view
+from engine.generate.ring import gather, nearest_view, scatter, window_view
 from engine.generate.sampler import GenerateRequest, sample_latent
 from engine.jobs import JobContext
 
@@ -72,7 +73,7 @@ def test_window_pixels_per_latent_pixel_stay_within_the_budget():
     assert max(ratios) <= 1.25
     no_lat = sch.shifted_windows(3, window, grid, latitude_shift=False)
     assert sum(v.pixels for v in no_lat) / math.prod(grid) == 1.0
-    md = sch.multidiffusion_windows(window, grid, stride=8)
+    md = multidiffusion_windows(window, grid, stride=8)
     assert sum(v.pixels for v in md) / math.prod(grid) == pytest.approx(36.0)
 
 

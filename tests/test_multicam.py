@@ -114,11 +114,19 @@ def test_clips_match_the_reprojection_and_mp4s_have_equal_length(multicam: Path,
 
 
 def test_contact_sheet_is_a_grid_of_cameras_by_instants(multicam: Path) -> None:
+    from engine.multicam import SHEET_HEADER_H, SHEET_LABEL_W
+
+    top, left = SHEET_HEADER_H, SHEET_LABEL_W
     sheet = read_image(multicam / "contact_sheet.png")
-    # 3 rows of 180 px tiles with 4 px gaps; 4 columns of 240 px (64×48 scaled) tiles.
-    assert sheet.shape == (3 * 180 + 2 * 4, 4 * 240 + 3 * 4, 3)
+    # A header, then 3 rows of 180 px tiles with 4 px gaps; a label column, then 4
+    # columns of 240 px (64×48 scaled) tiles.
+    assert sheet.shape == (top + 3 * 180 + 2 * 4, left + 4 * 240 + 3 * 4, 3)
+    # The labels are drawn: bright text pixels in the header and the label column.
+    assert sheet[:top, left:].max() > 200 and sheet[top:, :left].max() > 200
     # Columns are instants: the green tag grows left to right, the same in every row.
-    tags = [[sheet[r * 184 + 90, c * 244 + 120, 1] for c in range(4)] for r in range(3)]
+    tags = [
+        [sheet[top + r * 184 + 90, left + c * 244 + 120, 1] for c in range(4)] for r in range(3)
+    ]
     for row in tags:
         assert list(row) == sorted(row) and row[0] < row[-1]
         np.testing.assert_allclose(row, tags[0], atol=2)

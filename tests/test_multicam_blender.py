@@ -253,7 +253,9 @@ def test_engine_multicam_takes_the_blender_renders_in(
         assert len(read_mp4(out / cam["render_video"])[0]) == LOOP_FRAMES
         assert len(read_mp4(out / cam["video"])[0]) == LOOP_FRAMES
     sheet = read_image(out / "contact_sheet.png")
-    assert sheet.shape[0] == 6 * 180 + 5 * 4  # 3 cameras × (reprojection, render)
+    from engine.multicam import SHEET_HEADER_H
+
+    assert sheet.shape[0] == SHEET_HEADER_H + 6 * 180 + 5 * 4  # 3 cameras × 2 rows
     # A render whose loop length differs is refused, naming the camera.
     assert main([*argv, "--renders", str(blender_out / "mono"), "--out", str(out) + "2"]) == 2
     assert "not 'blender_renders'" in capsys.readouterr().err

@@ -25,7 +25,6 @@ so a viewer starts out looking along Blender's +X, with yaw recorded in ``prhd``
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import tempfile
 import uuid
@@ -393,18 +392,6 @@ def _copy_range(inp: object, out: object, length: int) -> None:
             raise PanoLoopError("source video ended early while copying")
         out.write(block)  # type: ignore[attr-defined]
         remaining -= len(block)
-
-
-def inject_in_place(path: str | os.PathLike[str], **kwargs: object) -> Path:
-    """Tag ``path`` itself (via a temporary sibling; the original is replaced whole)."""
-    path = Path(path)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        tagged = inject_spherical(path, tmp_dir / path.name, **kwargs)  # type: ignore[arg-type]
-        os.replace(tagged, path)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    return path
 
 
 # --------------------------------------------------------------------------- reading back

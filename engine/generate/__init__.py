@@ -2,7 +2,6 @@
 
 Rooms: :mod:`.backends` (the small model interface and the AnimateDiff backend),
 :mod:`.loading` (finding, checking and loading weights before a backend runs),
-:mod:`.analytic` (an exact Gaussian-field denoiser behind the same interface),
 :mod:`.ring` (the ring latent and index views), :mod:`.schedule` (shifted windows,
 sphere views, camera views, the coarse-to-fine stage plan), :mod:`.sampler` (the
 denoising loop and the wrapped decode) and :mod:`.command` (``python -m engine generate``).

@@ -158,13 +158,3 @@ def gather_mask(written: torch.Tensor, view: View) -> torch.Tensor:
         .index_select(1, cells)
         .reshape(len(view.frames), view.height, view.width)
     )
-
-
-def coverage(views: list[View], grid: tuple[int, int, int]) -> np.ndarray:
-    """How many times each (frame, row, col) is written by ``views``: (F, H, W) int array."""
-    F, H, W = grid
-    count = np.zeros((F, H * W), dtype=np.int64)
-    for view in views:
-        cells = view.cells[view.keep]
-        np.add.at(count, (view.frames[:, None], cells[None, :]), 1)
-    return count.reshape(F, H, W)

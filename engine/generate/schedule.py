@@ -220,22 +220,6 @@ def fixed_windows(window: WindowGrid, grid: Grid) -> list[View]:
     return views
 
 
-def multidiffusion_windows(window: WindowGrid, grid: Grid, stride: int) -> list[View]:
-    """MultiDiffusion's overlapping windows with ``stride`` latent pixels, wrapping in
-    longitude (for counting the work it does per step, beside ours)."""
-    F, H, W = grid
-    fw, h, w = window.size
-    rows = list(range(0, H - h + 1, stride))
-    if rows[-1] + h < H:
-        rows.append(H - h)
-    return [
-        window_view(f0, r0, c0, (fw, h, w), grid)
-        for f0 in _docked_starts(F, fw)
-        for r0 in rows
-        for c0 in range(0, W, stride)
-    ]
-
-
 def _wrapped_starts(total: int, size: int, offset: int) -> list[int]:
     return [(offset + k * size) % total for k in range(math.ceil(total / size))]
 
