@@ -9,8 +9,8 @@ extension's user folder (``bpy.utils.extension_path_user``).
 
 from __future__ import annotations
 
-import json
 import importlib.util
+import json
 import os
 import sys
 import tempfile
