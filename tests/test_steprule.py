@@ -9,9 +9,9 @@ schedulers' own timesteps and shift; each rule's re-noising is the exact forward
 from __future__ import annotations
 
 import torch
+from analytic import GaussianFieldBackend
 from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
 
-from engine.generate.analytic import GaussianFieldBackend
 from engine.generate.steprule import DDIMRule, FlowMatchRule, step_rule
 
 
