@@ -220,7 +220,7 @@ def measure(args: argparse.Namespace) -> None:
     from engine.generate.loading import inspect_model, load_animatediff
     from engine.generate.sampler import GenerateRequest, _StepState, sample_latent
     from engine.generate.steprule import step_rule
-    from engine.jobs import JobContext
+    from engine.progress import JobContext
 
     torch.set_num_threads(args.threads)
     if args.measure == "tiny":

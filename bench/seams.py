@@ -54,7 +54,7 @@ from analytic import GaussianFieldBackend  # noqa: E402
 from engine.cameras import BlenderCamera  # noqa: E402
 from engine.generate import schedule as sch  # noqa: E402
 from engine.generate.sampler import GenerateRequest, sample_latent  # noqa: E402
-from engine.jobs import JobContext  # noqa: E402
+from engine.progress import JobContext  # noqa: E402
 
 WINDOW = (8, 8, 8)  # frames, rows, cols of one denoiser call (latent pixels)
 GRID = (16, 32, 64)  # frames, rows, cols of the ring latent

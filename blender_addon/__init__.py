@@ -1,13 +1,18 @@
 """Blender glue for PanoLoop: bpy only, never torch (the engine runs in its own process).
 
-Rooms: ``preferences`` (the add-on preferences), ``properties`` (``scene.panoloop`` and
-the window manager's job display), ``engine_env`` (where the engine's Python and the
-outputs live, how a worker is started), ``runner`` (the worker subprocess, its reader
-thread and the main-thread timer), ``world`` (an output folder → a looping World
-texture), ``jobs`` (scene settings → engine command lines), ``scene_io`` (scene cameras
-→ ``cameras.json``), ``render`` (Blender renders of every camera and in 360°),
-``background`` (the script a background Blender runs), ``package`` (multicam and VR
-export).
+Rooms:
+
+- ``preferences`` — the add-on preferences and *Set Up Engine*; ``setup_engine`` — the
+  install plan per platform (standard library only, run as a script);
+- ``properties`` — ``scene.panoloop`` and the window manager's job display;
+- ``engine_env`` — where the engine's Python, the jobs and the outputs live;
+- ``scene_io`` — scene cameras → ``cameras.json``; the one camera-scope rule;
+- ``commands`` — scene settings → engine command lines (animate, generate, serve);
+- ``plans`` — multicam and VR export, each one plan of steps, run in place or by the runner;
+- ``runner`` — the one launcher: subprocesses, a reader thread, the main-thread timer;
+- ``world`` — an output folder → the looping World texture, PanoLoop's Mapping node;
+- ``render`` — Blender renders of every camera and in 360°;
+- ``background`` — the script a background Blender runs for a plan's render step.
 
 ``contract`` is :mod:`engine.contract`, the one module of the engine Blender imports
 (standard library only): output names, manifests, safe names, the atomic folder and

@@ -16,12 +16,12 @@ import sys
 from collections.abc import Sequence
 
 from .errors import BadInput, JobCancelled, PanoLoopError
-from .jobs import JobContext, stderr_progress
+from .progress import JobContext, stderr_progress
 
 #: Subcommand name → module implementing it.
 COMMANDS = {
-    "views": "engine.views",
-    "multicam": "engine.multicam",
+    "views": "engine.views.command",
+    "multicam": "engine.multicam.command",
     "animate": "engine.animate.command",
     "motion": "engine.motion",
     "generate": "engine.generate.command",

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .jobs import JobContext
+from .progress import JobContext
 
 HELP = "print the torch version and the device generate will use (or 'animate only')"
 

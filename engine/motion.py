@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadInput
-from .jobs import JobContext
+from .progress import JobContext
 
 HELP = "learn a looping motion (.npz for animate --motion) from a video clip"
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import BadInput, JobCancelled, PanoLoopError
-from .jobs import CancelToken, JobContext
+from .progress import CancelToken, JobContext
 
 HELP = "run one job for the Blender add-on, reporting JSON lines on stdout"
 

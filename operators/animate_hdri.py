@@ -6,7 +6,7 @@ from typing import Any
 
 import bpy
 
-from ..blender_addon import jobs
+from ..blender_addon import commands
 from ._launch import RUN_MODE, launch, poll_idle
 
 
@@ -26,4 +26,4 @@ class PANOLOOP_OT_animate_hdri(bpy.types.Operator):  # noqa: N801 (Blender namin
 
     def execute(self, context: Any) -> set[str]:
         scene = context.scene
-        return launch(self, lambda: jobs.animate_job(scene))
+        return launch(self, lambda: commands.animate_job(scene))

@@ -6,7 +6,7 @@ from typing import Any
 
 import bpy
 
-from ..blender_addon import jobs
+from ..blender_addon import commands
 from ..blender_addon.engine_env import AddonError
 
 
@@ -20,7 +20,7 @@ class PANOLOOP_OT_create_motion_map(bpy.types.Operator):  # noqa: N801 (Blender 
 
     def execute(self, context: Any) -> set[str]:
         try:
-            image = jobs.create_motion_map(context.scene)
+            image = commands.create_motion_map(context.scene)
         except AddonError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}

@@ -45,7 +45,7 @@ class PANOLOOP_OT_export_vr(bpy.types.Operator):  # noqa: N801 (Blender naming)
         return poll_idle(cls, context)
 
     def execute(self, context: Any) -> set[str]:
-        from ..blender_addon import jobs, plans
+        from ..blender_addon import commands, plans
 
         scene = context.scene
         width = self.width_360 // 4 * 4
@@ -53,7 +53,7 @@ class PANOLOOP_OT_export_vr(bpy.types.Operator):  # noqa: N801 (Blender naming)
             self,
             lambda: plans.vr_export_plan(
                 scene,
-                jobs.new_output_path(scene, "vr"),
+                commands.new_output_path(scene, "vr"),
                 mono_360_width=width if self.mono_360 else 0,
                 stereo_360_width=width if self.stereo_360 else 0,
             ),

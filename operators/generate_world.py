@@ -6,7 +6,7 @@ from typing import Any
 
 import bpy
 
-from ..blender_addon import jobs
+from ..blender_addon import commands
 from ._launch import RUN_MODE, launch, poll_idle
 
 
@@ -25,4 +25,4 @@ class PANOLOOP_OT_generate_world(bpy.types.Operator):  # noqa: N801 (Blender nam
 
     def execute(self, context: Any) -> set[str]:
         scene = context.scene
-        return launch(self, lambda: jobs.generate_job(scene))
+        return launch(self, lambda: commands.generate_job(scene))

@@ -31,11 +31,11 @@ class PANOLOOP_OT_render_multicam(bpy.types.Operator):  # noqa: N801 (Blender na
         return poll_idle(cls, context)
 
     def execute(self, context: Any) -> set[str]:
-        from ..blender_addon import jobs, plans
+        from ..blender_addon import commands, plans
 
         scene = context.scene
         return launch_plan(
             self,
-            lambda: plans.multicam_plan(scene, jobs.new_output_path(scene, "multicam")),
+            lambda: plans.multicam_plan(scene, commands.new_output_path(scene, "multicam")),
             "multicam written to",
         )

@@ -43,9 +43,9 @@ class PANOLOOP_OT_serve_headset(bpy.types.Operator):  # noqa: N801 (Blender nami
         return True
 
     def execute(self, context: Any) -> set[str]:
-        from ..blender_addon import jobs
+        from ..blender_addon import commands
 
         folder = Path(bpy.path.abspath(context.scene.panoloop.last_vr_package))
         argv = [str(folder), "--host", "0.0.0.0" if self.lan else "127.0.0.1"]
         argv += ["--port", str(self.port)]
-        return launch(self, lambda: jobs.serve_job(argv))
+        return launch(self, lambda: commands.serve_job(argv))

@@ -14,8 +14,8 @@ import pytest
 from engine.animate.pipeline import LoopRenderer, render_loop
 from engine.animate.priors import ProceduralPrior
 from engine.errors import JobCancelled
-from engine.jobs import JobContext
 from engine.media import read_image, to_display_uint8
+from engine.progress import JobContext
 
 FRAMES = 24
 #: 24 frames at 8 fps: a 3 s loop, long enough for the sway and ripple frequencies.

@@ -379,7 +379,7 @@ def test_existing_output_and_missing_fps_are_refused(
 
 def test_a_cancel_leaves_no_output(tmp_path: Path) -> None:
     from engine.export.vr import ExportOptions, export_panorama
-    from engine.jobs import JobContext
+    from engine.progress import JobContext
 
     make_panorama(tmp_path / "p", width=64, frames=4)
     ctx = JobContext()

@@ -19,8 +19,8 @@ from tiny_models import build_tiny_animatediff
 
 from engine import cli
 from engine.errors import JobCancelled
-from engine.jobs import JobContext
 from engine.media import list_frames, read_image, read_manifest, read_mp4
+from engine.progress import JobContext
 
 SMALL = ["--width", "128", "--height", "64", "--frames", "4", "--window-frames", "4"]
 FAST = ["--steps", "2", "--sphere-latitudes", "0", "--sphere-longitudes", "1"]

@@ -26,8 +26,8 @@ from torch.utils._pytree import tree_flatten
 
 from engine import cli
 from engine.errors import BadInput, PanoLoopError
-from engine.jobs import JobContext
 from engine.media import list_frames, read_manifest, read_mp4
+from engine.progress import JobContext
 
 SMALL = ["--width", "128", "--height", "64", "--window-frames", "4"]
 FAST = ["--steps", "2", "--sphere-latitudes", "0", "--sphere-longitudes", "1"]
@@ -247,7 +247,7 @@ def test_cli_interpolates_to_the_output_rate_and_records_the_prompt(tiny_model, 
 
 def test_addon_builds_seconds_and_fps_for_generate():
     """The add-on passes scene seconds and fps; the engine derives both frame counts."""
-    source = Path(__file__).parents[1].joinpath("blender_addon", "jobs.py").read_text()
+    source = Path(__file__).parents[1].joinpath("blender_addon", "commands.py").read_text()
     start = source.index("def generate_job")
     end = source.find("\ndef ", start + 1)
     body = source[start : end if end > 0 else len(source)]

@@ -19,7 +19,7 @@ from engine.errors import BadInput
 from engine.generate import schedule as sch
 from engine.generate.ring import gather, nearest_view, scatter, window_view
 from engine.generate.sampler import GenerateRequest, sample_latent
-from engine.jobs import JobContext
+from engine.progress import JobContext
 
 WINDOW = sch.WindowGrid((8, 8, 8), align=2)
 GRID = (16, 16, 32)  # frames, latent rows, latent cols

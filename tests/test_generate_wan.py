@@ -17,8 +17,8 @@ from tiny_wan import build_tiny_wan, save_tiny_lora
 
 from engine import cli
 from engine.errors import JobCancelled
-from engine.jobs import JobContext
 from engine.media import list_frames, read_image, read_manifest
+from engine.progress import JobContext
 
 #: 128×64 px, 12 frames → a ring latent of 3 frames × 8 rows × 16 columns; windows of
 #: 8 frames × 64×32 px → 2 latent frames × 4 × 8, so windows wrap the loop and the seam.

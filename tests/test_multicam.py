@@ -114,7 +114,7 @@ def test_clips_match_the_reprojection_and_mp4s_have_equal_length(multicam: Path,
 
 
 def test_contact_sheet_is_a_grid_of_cameras_by_instants(multicam: Path) -> None:
-    from engine.multicam import SHEET_HEADER_H, SHEET_LABEL_W
+    from engine.multicam.sheet import SHEET_HEADER_H, SHEET_LABEL_W
 
     top, left = SHEET_HEADER_H, SHEET_LABEL_W
     sheet = read_image(multicam / "contact_sheet.png")

@@ -253,7 +253,7 @@ def test_engine_multicam_takes_the_blender_renders_in(
         assert len(read_mp4(out / cam["render_video"])[0]) == LOOP_FRAMES
         assert len(read_mp4(out / cam["video"])[0]) == LOOP_FRAMES
     sheet = read_image(out / "contact_sheet.png")
-    from engine.multicam import SHEET_HEADER_H
+    from engine.multicam.sheet import SHEET_HEADER_H
 
     assert sheet.shape[0] == SHEET_HEADER_H + 6 * 180 + 5 * 4  # 3 cameras × 2 rows
     # A render whose loop length differs is refused, naming the camera.

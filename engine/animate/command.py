@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..jobs import JobContext
+from ..progress import JobContext
 
 HELP = "animate a still equirect image (EXR/HDR/PNG/JPG) into a seamless looping 360° video"
 

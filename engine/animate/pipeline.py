@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInput
-from ..jobs import JobContext
 from ..media import (
     FRAMES_DIR,
     PREVIEW_NAME,
@@ -31,6 +30,7 @@ from ..media import (
     write_image,
     write_manifest,
 )
+from ..progress import JobContext
 from .priors import DRIFT_SPEED, Drift, MotionPrior, ProceduralPrior
 from .spectral import (
     HERTZ,

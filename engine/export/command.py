@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from ..contract import add_yaw_argument
-from ..jobs import JobContext
+from ..progress import JobContext
 
 X264_PRESETS = (
     "ultrafast",

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..cameras import yaw_rotation
-from ..jobs import JobContext
+from ..progress import JobContext
 from ..projection import (
     FACE_ORDER,
     cube_face_directions,

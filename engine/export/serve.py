@@ -24,7 +24,7 @@ import socket
 from pathlib import Path
 
 from ..contract import WEBXR_DIR, BadInput
-from ..jobs import JobContext
+from ..progress import JobContext
 
 HELP = "serve a WebXR package over HTTPS (self-signed) so a headset can enter VR"
 DEFAULT_PORT = 8443

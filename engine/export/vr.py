@@ -16,7 +16,7 @@ import numpy as np
 
 from ..contract import CUBEMAP_DIR, KIND_VR_EXPORT, WEBXR_DIR, safe_name
 from ..errors import BadInput
-from ..jobs import JobContext
+from ..progress import JobContext
 from .h264 import Level, check_headset_video, encode_360
 from .spherical import StereoMode, inject_spherical, read_spherical
 

@@ -33,7 +33,7 @@ from ..contract import (
     BadInput,
     check_output_free,
 )
-from ..jobs import JobContext
+from ..progress import JobContext
 
 HELP = "the VR package of a scene: the loop exported, the scene's glTF, its 360° renders"
 

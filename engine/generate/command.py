@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..contract import add_yaw_argument
 from ..errors import BadInput
-from ..jobs import JobContext
+from ..progress import JobContext
 
 HELP = "generate a seamless looping 360° panorama video from a prompt (AnimateDiff or Wan 2.1)"
 #: Loop length when neither --seconds nor --frames is given: one AnimateDiff window.

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as nnf
 
 from ..errors import BadInput
-from ..jobs import JobContext
+from ..progress import JobContext
 from . import schedule as sch
 from .ring import View, accumulate, gather, gather_mask, mark_written, scatter
 from .steprule import StepRule, step_rule

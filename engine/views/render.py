@@ -1,63 +1,18 @@
-"""``python -m engine views``: render Blender cameras from an equirect panorama (image or video).
+"""Every camera rendered from a panorama's frames, in sync (``engine views``' work).
 
-Each camera gets ``DIR/<camera name>/`` with one frame per panorama frame, the same
-count and the same frame numbers, so every camera stays frame-synchronised. One
-sampling map per camera is built once and reused for every frame. Frames keep the
-input's kind of values: 8-bit PNG in → 8-bit PNG out; EXR/HDR in → float EXR out.
+Each camera gets ``OUT/<camera>/`` (the contract's safe name) with one frame per
+panorama frame, the same count and the same frame numbers, so every camera stays
+frame-synchronised. One sampling map per camera is built once and reused for every
+frame. Frames keep the input's kind of values: 8-bit PNG in → 8-bit PNG out; EXR/HDR in
+→ float EXR out.
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
-from .contract import add_yaw_argument
-from .jobs import JobContext
-
-HELP = "render Blender cameras (cameras.json) from an equirect image, frame folder or output folder"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--panorama",
-        required=True,
-        type=Path,
-        help="equirect image (EXR/HDR/PNG/JPG), a folder of numbered frames, "
-        "or a PanoLoop output folder with manifest.json",
-    )
-    parser.add_argument(
-        "--cameras", required=True, type=Path, help="cameras.json written by the add-on"
-    )
-    parser.add_argument("--out", required=True, type=Path, help="new output folder")
-    parser.add_argument(
-        "--interpolation",
-        choices=("linear", "cubic", "nearest"),
-        default="linear",
-        help="resampling filter (default: linear, as Cycles' default texture filter)",
-    )
-    add_yaw_argument(parser)
-
-
-def run(args: argparse.Namespace, ctx: JobContext) -> Path:
-    """Check every input, then write the camera folders atomically; returns ``--out``."""
-    from .cameras import load_cameras
-    from .media import check_output_free, open_panorama
-
-    # 1. Check inputs: nothing is written before all of them pass.
-    check_output_free(args.out)
-    source = open_panorama(args.panorama)
-    cameras = load_cameras(args.cameras)
-    # 2. Render and write.
-    return render_views(
-        source,
-        cameras,
-        args.out,
-        ctx,
-        interpolation=args.interpolation,
-        source_path=args.panorama,
-        yaw_degrees=args.yaw,
-    )
+from ..progress import JobContext
 
 
 def render_views(
@@ -76,11 +31,11 @@ def render_views(
     :class:`engine.cameras.BlenderCamera`; ``yaw_degrees`` the World's rotation (see
     :func:`engine.cameras.turned_by_world`). ``<camera>`` is the contract's safe name.
     """
-    from .cameras import save_cameras, turned_by_world
-    from .contract import CAMERAS_NAME, KIND_CAMERA_VIEWS, frame_number, safe_names
-    from .errors import BadInput
-    from .media import atomic_output_dir, frame_path, read_image, write_image, write_manifest
-    from .projection import camera_map, pad_equirect, remap_equirect
+    from ..cameras import save_cameras, turned_by_world
+    from ..contract import CAMERAS_NAME, KIND_CAMERA_VIEWS, frame_number, safe_names
+    from ..errors import BadInput
+    from ..media import atomic_output_dir, frame_path, read_image, write_image, write_manifest
+    from ..projection import camera_map, pad_equirect, remap_equirect
 
     numbers = _frame_numbers(source.frames, frame_number)
     folders = safe_names(cam.name for cam in cameras)
