@@ -75,7 +75,8 @@ def test_wan_generates_4_frames_per_latent_frame_that_loop_and_repeat(tiny_wan, 
     assert manifest["backend"] == "wan" and manifest["model_family"] == "wan2.1"
     assert manifest["step_rule"] == "flow-match-euler" and manifest["flow_shift"] == 3.0
     assert manifest["window"] == [2, 4, 8] and manifest["time_factor"] == 4
-    assert manifest["fps"] == 16.0 and manifest["loras"] == []
+    assert manifest["fps"] == manifest["model_fps"] == 16.0 and manifest["loras"] == []
+    assert manifest["prompt_tokens"] == len("misty pine forest") + 1  # characters + </s>
     jumps = _jumps(frames)
     assert jumps[0] <= 2 * np.median(jumps[1:])  # the loop point is no special jump
     assert generate(tiny_wan, tmp_path / "b") == 0

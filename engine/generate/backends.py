@@ -7,6 +7,12 @@ schedule (``alphas_cumprod`` and the timesteps for a step count); decode one lat
 frame (C, h, W) to pixels. Latents follow :mod:`.ring`'s layout (row 0 = +Z, centre
 column faces +X).
 
+Three optional attributes let a model family differ without a second sampler (Wan 2.1,
+:mod:`.wan`, uses all three): ``step_rule`` (:mod:`.steprule`; without it, DDIM on
+``alphas_cumprod`` and ``predict_noise`` returns ε), ``time_factor`` (output frames per
+latent frame; 1 without it) and ``decode_video(latent, ctx)`` (the backend decodes the
+whole ring itself, e.g. a causal video VAE with wrapped temporal context).
+
 Finding, checking and loading the weights is :mod:`.loading`'s job.
 """
 

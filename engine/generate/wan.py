@@ -290,6 +290,16 @@ class WanEmbeds:
 
     cond: Any
     uncond: Any | None
+    tokens: int = 0
+    negative_tokens: int = 0
+
+    def describe(self) -> dict[str, int]:
+        """The manifest's prompt fields (Wan reads at most ``WAN_TEXT_TOKENS`` tokens)."""
+        return {
+            "prompt_tokens": self.tokens,
+            "negative_prompt_tokens": self.negative_tokens,
+            "prompt_tokens_read": min(self.tokens, WAN_TEXT_TOKENS),
+        }
 
 
 class WanBackend:
@@ -343,7 +353,9 @@ class WanBackend:
                 device=self.device,
                 dtype=self.dtype,
             )
-        return WanEmbeds(cond=cond, uncond=uncond if guidance > 1.0 else None)
+        count = len(self.pipe.tokenizer(prompt).input_ids)
+        negative_count = len(self.pipe.tokenizer(negative).input_ids) if guidance > 1.0 else 0
+        return WanEmbeds(cond, uncond if guidance > 1.0 else None, count, negative_count)
 
     def predict_noise(self, latents: Any, timestep: float, prompt: WanEmbeds, guidance: float):
         """The velocity v̂ = ε − x₀ for a window (C, F, h, w), with classifier-free guidance."""
@@ -393,6 +405,11 @@ class WanBackend:
         """
         import torch
 
+        if not bool(torch.isfinite(latent).all()):
+            raise PanoLoopError(
+                "the sampled latent holds NaN or infinite values",
+                fix="try --dtype float32 (or bfloat16 on CUDA); float16 can overflow in Wan",
+            )
         count = latent.shape[1]
         frames: list[np.ndarray] = []
         for start in range(0, count, chunk):
