@@ -319,7 +319,7 @@ def _run_wan(
             cpu_offload=args.cpu_offload,
             vae_tiling=args.vae_tiling,
         )
-    return generate_to_folder(backend, request, args.out, ctx, timing=timing)
+    return generate_to_folder(backend, request, args.out, ctx, timing=timing, yaw_degrees=args.yaw)
 
 
 def check_memory(
