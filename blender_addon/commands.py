@@ -18,7 +18,7 @@ from typing import Any
 import bpy
 
 from . import contract, engine_env, world
-from .engine_env import AddonError
+from .engine_env import AddonError, preview_args
 from .runner import Job
 from .scene_io import cameras_in_scope, write_cameras_json
 
@@ -136,6 +136,7 @@ def animate_job(scene: Any) -> Job:
     if not settings.drift_auto:
         argv += ["--drift-direction", repr(float(settings.drift_direction))]
     argv += ["--drift-speed", repr(float(settings.drift_speed))]
+    argv += preview_args(scene)
     return worker_job(
         f"Animate {source.name}",
         "animate",

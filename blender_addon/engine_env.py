@@ -202,3 +202,20 @@ def worker_environment(*, online: bool) -> dict[str, str]:
     else:
         env["HF_HUB_OFFLINE"] = "1"
     return env
+
+
+#: The views the engine's previews offer; another scene view falls back to Blender's default.
+PREVIEW_VIEWS = ("AgX", "Filmic", "Standard")
+
+
+def preview_args(scene: Any) -> list[str]:
+    """``--ocio-config``, ``--view`` and ``--exposure`` so the engine's 8-bit previews look
+    as the scene shows HDR: Blender's own OCIO config (the engine has no bpy to find it)
+    and the scene's view transform and exposure."""
+    config = bpy.utils.system_resource("DATAFILES", path="colormanagement/config.ocio")
+    view = scene.view_settings.view_transform
+    return [
+        "--ocio-config", str(config),
+        "--view", view if view in PREVIEW_VIEWS else "AgX",
+        "--exposure", repr(float(scene.view_settings.exposure)),
+    ]  # fmt: skip

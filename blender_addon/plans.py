@@ -167,7 +167,7 @@ def multicam_plan(
     argv = ["--panorama", str(panorama), "--cameras", str(cameras_file)]
     argv += ["--renders", str(renders), "--out", str(out)]
     argv += ["--frame-range", *map(str, frame_range), "--instants", str(instants)]
-    argv += ["--yaw", f"{yaw:.17g}"]
+    argv += ["--yaw", f"{yaw:.17g}", *engine_env.preview_args(scene)]
     spec = {"kind": "cameras", "cameras": names, "frame_range": list(frame_range)}
     return Plan(
         label=f"Render {len(names)} camera{'s' if len(names) > 1 else ''}",
@@ -216,6 +216,7 @@ def vr_export_plan(
     argv += [f"{v:.17g}" for v in viewpoint]
     argv += ["--frame-range", *map(str, frame_range)]
     argv += ["--size", size] if size else []
+    argv += engine_env.preview_args(scene)
     steps: list[RenderStep | EngineStep] = []
     for width, stereo, flag in (
         (mono_360_width, False, "--scene-360"),

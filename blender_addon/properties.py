@@ -177,6 +177,8 @@ class PanoLoopJobDisplay(bpy.types.PropertyGroup):
     stage: StringProperty()
     step: IntProperty()
     total: IntProperty()
+    #: The current stage's time left, as the worker estimates it ("~1:05 left").
+    eta: StringProperty()
     progress: FloatProperty(min=0.0, max=1.0, subtype="FACTOR")
     detail: StringProperty()
     message: StringProperty()

@@ -88,6 +88,8 @@ class Job:
         self.stage, self.step, self.total = "starting", 0, 0
         #: The worker's current line within the stage (e.g. pip's download), if it sends one.
         self.detail = ""
+        #: The worker's estimate of the seconds left in the current stage (None: unknown).
+        self.eta_s: float | None = None
         self.message, self.fix = "", ""
         #: Shown as the fix of an error reported without one, or about being offline.
         self.fix_hint = ""
@@ -232,6 +234,8 @@ class Job:
             self.stage = str(payload.get("stage", ""))
             self.step, self.total = int(payload.get("step", 0)), int(payload.get("total", 0))
             self.detail = str(payload.get("detail", ""))
+            eta = payload.get("eta_s")
+            self.eta_s = float(eta) if isinstance(eta, (int, float)) else None
         elif event in ("done", "error", "cancelled"):
             self._final_event = payload
 
@@ -454,6 +458,14 @@ def shutdown() -> None:
         bpy.app.timers.unregister(timer_tick)
 
 
+def eta_text(seconds: float | None) -> str:
+    """``~1:05 left`` for the panel and status bar; empty while unknown."""
+    if seconds is None:
+        return ""
+    whole = int(round(seconds))
+    return f"~{whole // 60}:{whole % 60:02d} left"
+
+
 def publish(job: Job) -> None:
     """Copy the job's state to ``window_manager.panoloop_job`` (changes redraw the UI)."""
     wm = bpy.context.window_manager
@@ -466,6 +478,7 @@ def publish(job: Job) -> None:
         "stage": job.stage,
         "step": job.step,
         "total": job.total,
+        "eta": eta_text(job.eta_s) if job.state == "RUNNING" else "",
         "progress": job.progress,
         "detail": job.detail[:1024],
         "message": job.message[:1024],

@@ -15,12 +15,13 @@ named conversion, used only for previews.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import OpenEXR
 
 # OpenCV reads EXR only when this is set before cv2 is first imported.
 os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
@@ -50,6 +51,30 @@ HALF_MAX = 65504.0
 
 
 # --------------------------------------------------------------------------- frames
+
+#: EXR compression codecs ``--exr-codec`` offers, by OpenEXR's names. DWAA/DWAB are lossy
+#: (DCT of a perceptual encoding, like JPEG for HDR, values above 1 kept); the rest are
+#: lossless on half floats. The default was chosen by bench/animate.py's measurement of
+#: size and writing time per 2048×1024 frame (see the README's benchmark table).
+EXR_CODECS = {
+    "dwab": OpenEXR.DWAB_COMPRESSION,
+    "dwaa": OpenEXR.DWAA_COMPRESSION,
+    "piz": OpenEXR.PIZ_COMPRESSION,
+    "zip": OpenEXR.ZIP_COMPRESSION,
+    "rle": OpenEXR.RLE_COMPRESSION,
+    "none": OpenEXR.NO_COMPRESSION,
+}
+#: What :func:`write_image` uses unless told: lossless, the fastest lossless codec to
+#: write. ``animate`` frames default to :data:`FRAMES_EXR_CODEC` instead (its ``--exr-codec``).
+DEFAULT_EXR_CODEC = "piz"
+FRAMES_EXR_CODEC = "dwab"
+
+
+def check_exr_codec(codec: str) -> str:
+    """One of :data:`EXR_CODECS`; :class:`BadInput` naming the value otherwise."""
+    if codec not in EXR_CODECS:
+        raise BadInput(f"unknown EXR codec {codec!r}; choose one of {', '.join(EXR_CODECS)}")
+    return codec
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
@@ -92,36 +117,42 @@ def frame_suffix(dtype: np.dtype) -> str:
     return ".exr" if np.dtype(dtype).kind == "f" else ".png"
 
 
-def write_image(path: str | os.PathLike[str], image: np.ndarray) -> Path:
+def write_image(
+    path: str | os.PathLike[str], image: np.ndarray, *, exr_codec: str = DEFAULT_EXR_CODEC
+) -> Path:
     """Write an (H, W, 3) RGB frame; the suffix of ``path`` must suit its dtype.
 
-    float32 → EXR, half precision with ZIP compression (values clamped to ±65504,
-    the half-float range; values above 1 are kept). uint8/uint16 → PNG.
+    float32 → EXR through the OpenEXR library: half floats (values clamped to ±65504,
+    the half-float range; values above 1 kept), channels R, G, B, compressed with
+    ``exr_codec`` (see :data:`EXR_CODECS`). uint8/uint16 → PNG.
     """
     path = Path(path)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) frame, got shape {image.shape}")
     suffix = path.suffix.lower()
-    bgr = np.ascontiguousarray(image[:, :, ::-1])
     if suffix == ".exr":
-        if bgr.dtype != np.float32:
-            raise ValueError(f"EXR frames must be float32, got {bgr.dtype}")
-        bgr = np.clip(bgr, -HALF_MAX, HALF_MAX)
-        params = [
-            cv2.IMWRITE_EXR_TYPE,
-            cv2.IMWRITE_EXR_TYPE_HALF,
-            cv2.IMWRITE_EXR_COMPRESSION,
-            cv2.IMWRITE_EXR_COMPRESSION_ZIP,
-        ]
-    elif suffix == ".png":
-        if bgr.dtype not in (np.uint8, np.uint16):
-            raise ValueError(f"PNG frames must be uint8 or uint16, got {bgr.dtype}")
-        params = [cv2.IMWRITE_PNG_COMPRESSION, 1]
-    else:
+        if image.dtype != np.float32:
+            raise ValueError(f"EXR frames must be float32, got {image.dtype}")
+        _write_exr(path, image, check_exr_codec(exr_codec))
+        return path
+    if suffix != ".png":
         raise ValueError(f"cannot write frames as {suffix!r}")
-    if not cv2.imwrite(str(path), bgr, params):
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"PNG frames must be uint8 or uint16, got {image.dtype}")
+    bgr = np.ascontiguousarray(image[:, :, ::-1])
+    if not cv2.imwrite(str(path), bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
         raise PanoLoopError(f"could not write {path}")
     return path
+
+
+def _write_exr(path: Path, image: np.ndarray, codec: str) -> None:
+    half = np.clip(image, -HALF_MAX, HALF_MAX).astype(np.float16)
+    channels = {name: np.ascontiguousarray(half[:, :, i]) for i, name in enumerate("RGB")}
+    header = {"compression": EXR_CODECS[codec], "type": OpenEXR.scanlineimage}
+    try:
+        OpenEXR.File(header, channels).write(str(path))
+    except Exception as exc:  # the binding raises a bare Exception for any I/O failure
+        raise PanoLoopError(f"could not write {path}: {exc}") from None
 
 
 def frame_path(folder: Path, index: int, dtype: np.dtype) -> Path:
@@ -147,6 +178,20 @@ def to_display_uint8(frame: np.ndarray, exposure: float = 0.0) -> np.ndarray:
 # --------------------------------------------------------------------------- video
 
 
+#: Tags every MP4 carries: BT.709 primaries, transfer and matrix, limited range — in the
+#: container and in the H.264 VUI — and the RGB→YUV conversion made with the same matrix
+#: (ffmpeg's default conversion is BT.601, which would tint what the tags promise).
+BT709_FILTER = "scale=out_color_matrix=bt709:out_range=tv"
+BT709_X264 = "colorprim=bt709:transfer=bt709:colormatrix=bt709:range=tv"
+BT709_TAGS = [
+    "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
+    "-color_range", "tv",
+]  # fmt: skip
+#: x264 preset of the previews (``panorama.mp4``, multicam clips): 2048×1024 encodes
+#: several times faster than ``medium`` at the same CRF (bench/animate.py measures it).
+PREVIEW_PRESET = "veryfast"
+
+
 def encode_mp4(
     frames: Iterable[np.ndarray],
     path: str | os.PathLike[str],
@@ -156,13 +201,12 @@ def encode_mp4(
     preset: str = "medium",
     extra_params: list[str] | None = None,
 ) -> Path:
-    """Encode 8-bit RGB frames as an H.264 MP4 (yuv420p, widely playable) at ``fps``.
+    """Encode 8-bit sRGB frames as an H.264 MP4 (yuv420p, widely playable) at ``fps``.
 
     The frames are written as they are: a loop's frame 0 is not repeated at the end.
-    Width and height must be even (4:2:0 chroma).
+    Width and height must be even (4:2:0 chroma). The stream is tagged BT.709 (see
+    :data:`BT709_TAGS`); ``-x264-params`` in ``extra_params`` are merged with the tags.
     """
-    import imageio_ffmpeg
-
     path = Path(path)
     writer = None
     count = 0
@@ -172,21 +216,9 @@ def encode_mp4(
                 raise ValueError(f"encode_mp4 takes uint8 frames, got {frame.dtype}")
             if writer is None:
                 h, w = frame.shape[:2]
-                if w % 2 or h % 2:
-                    raise BadInput(f"video size must be even for H.264, got {w}x{h}")
-                params = ["-crf", str(crf), "-preset", preset, "-movflags", "+faststart"]
-                writer = imageio_ffmpeg.write_frames(
-                    str(path),
-                    (w, h),
-                    fps=fps,
-                    codec="libx264",
-                    pix_fmt_in="rgb24",
-                    pix_fmt_out="yuv420p",
-                    macro_block_size=1,
-                    output_params=params + list(extra_params or []),
-                    ffmpeg_log_level="error",
+                writer = open_mp4(
+                    path, w, h, fps, crf=crf, preset=preset, extra_params=extra_params
                 )
-                writer.send(None)
             writer.send(np.ascontiguousarray(frame))
             count += 1
     finally:
@@ -195,6 +227,58 @@ def encode_mp4(
     if count == 0:
         raise ValueError("encode_mp4 got no frames")
     return path
+
+
+def open_mp4(
+    path: str | os.PathLike[str],
+    width: int,
+    height: int,
+    fps: float,
+    *,
+    crf: int = 18,
+    preset: str = "medium",
+    extra_params: list[str] | None = None,
+) -> Generator[None, np.ndarray | None, None]:
+    """Start ffmpeg for :func:`encode_mp4`'s stream; ``send`` uint8 RGB frames, ``close``.
+
+    Start it from a thread that is not racing a numpy BLAS call in another thread:
+    ffmpeg is spawned with fork, and OpenBLAS's fork handler, run while another thread is
+    inside a BLAS call, leaves OpenBLAS hung for the rest of the process (seen with the
+    renderer's ``np.dot``). :class:`engine.sink.FrameSink` opens it from the renderer's
+    own thread for this reason.
+    """
+    import imageio_ffmpeg
+
+    if width % 2 or height % 2:
+        raise BadInput(f"video size must be even for H.264, got {width}x{height}")
+    params = ["-crf", str(crf), "-preset", preset, "-movflags", "+faststart"]
+    writer = imageio_ffmpeg.write_frames(
+        str(path),
+        (width, height),
+        fps=fps,
+        codec="libx264",
+        pix_fmt_in="rgb24",
+        pix_fmt_out="yuv420p",
+        macro_block_size=1,
+        output_params=params + bt709_params(extra_params or []),
+        ffmpeg_log_level="error",
+    )
+    writer.send(None)
+    return writer
+
+
+def bt709_params(extra: list[str]) -> list[str]:
+    """``extra`` ffmpeg options plus the BT.709 conversion and tags, one ``-x264-params``."""
+    options, x264 = [], [BT709_X264]
+    index = 0
+    while index < len(extra):
+        if extra[index] == "-x264-params" and index + 1 < len(extra):
+            x264.append(extra[index + 1])
+            index += 2
+            continue
+        options.append(extra[index])
+        index += 1
+    return ["-vf", BT709_FILTER, *BT709_TAGS, *options, "-x264-params", ":".join(x264)]
 
 
 def read_mp4(path: str | os.PathLike[str]) -> tuple[list[np.ndarray], float]:

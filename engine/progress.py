@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TextIO
 
 from .errors import JobCancelled
 
@@ -73,10 +74,81 @@ class _StageTimer:
         self.ctx.timings[self.stage] = round(self.ctx.timings.get(self.stage, 0.0) + elapsed, 4)
 
 
+class StageClock:
+    """Rate (steps per second) and time left of each stage, from the steps reported so far.
+
+    The clock of a stage starts at its first report, so a slow first step (compiling,
+    loading) does not count as the stage's pace; until a second report nothing is known.
+    Stages may run at the same time (rendering while frames are written); each has its
+    own clock. Not thread-safe: callers hold their own lock.
+    """
+
+    def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
+        self._now = now
+        self._first: dict[str, tuple[float, int]] = {}
+
+    def update(self, stage: str, step: int, total: int) -> tuple[float | None, float | None]:
+        """``(rate, eta_s)`` after ``step`` of ``total``; ``None`` while unknown."""
+        now = self._now()
+        first_time, first_step = self._first.setdefault(stage, (now, step))
+        if step <= first_step or now <= first_time:
+            return None, None
+        rate = (step - first_step) / (now - first_time)
+        return rate, max(total - step, 0) / rate
+
+
+def format_eta(seconds: float | None) -> str:
+    """``1:05`` style minutes:seconds (``h:mm:ss`` past an hour); ``?`` when unknown."""
+    if seconds is None:
+        return "?"
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class TerminalProgress:
+    """CLI progress on stderr: a tqdm bar per stage (count, rate, ETA) on a terminal;
+    otherwise (a log file, CI) one line at each stage's first and last step, the last
+    with its rate. Safe to call from several threads."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self._bars: dict[str, Any] = {}
+        self._clock = StageClock()
+        self._lock = threading.Lock()
+
+    def __call__(self, stage: str, step: int, total: int) -> None:
+        with self._lock:
+            if self.stream.isatty():
+                self._bar(stage, step, total)
+                return
+            rate, _ = self._clock.update(stage, step, total)
+            if step == 1 or step >= total:
+                pace = f" ({rate:.1f}/s)" if rate and step >= total else ""
+                print(f"{stage}: {step}/{total}{pace}", file=self.stream, flush=True)
+
+    def _bar(self, stage: str, step: int, total: int) -> None:
+        from tqdm import tqdm
+
+        bar = self._bars.get(stage)
+        if bar is None:
+            bar = tqdm(
+                total=total,
+                desc=stage,
+                unit="step",
+                file=self.stream,
+                position=len(self._bars),
+                dynamic_ncols=True,
+            )
+            self._bars[stage] = bar
+        bar.update(step - bar.n)
+        if step >= total:
+            bar.close()
+
+
 def stderr_progress(stage: str, step: int, total: int) -> None:
-    """CLI progress: one updating line on stderr when it is a terminal, else sparse lines."""
-    if sys.stderr.isatty():
-        end = "\n" if step >= total else ""
-        print(f"\r{stage}: {step}/{total}", end=end, file=sys.stderr, flush=True)
-    elif step == total or step == 1:
-        print(f"{stage}: {step}/{total}", file=sys.stderr, flush=True)
+    """CLI progress for one process (see :class:`TerminalProgress`)."""
+    _TERMINAL(stage, step, total)
+
+
+_TERMINAL = TerminalProgress()

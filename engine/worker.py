@@ -11,7 +11,9 @@ so the worker runs the very same subcommand modules as the CLI.
 Protocol: stdout carries only JSON objects, one per line, flushed as they happen:
 
 - ``{"event": "started", "command": "animate", "pid": 123}``
-- ``{"event": "progress", "stage": "render", "step": 3, "total": 8}``  (1-based step)
+- ``{"event": "progress", "stage": "render", "step": 3, "total": 8, "rate": 2.5,
+  "eta_s": 2.0}``  (1-based step; ``rate`` in steps per second and ``eta_s`` the seconds
+  left in this stage, both ``null`` until the stage's second report)
 - ``{"event": "done", "output": "/out/loop", "timings": {...}}``
 - ``{"event": "error", "message": "...", "fix": "...", "exit_code": 2}``
 - ``{"event": "cancelled", "message": "..."}``
@@ -43,7 +45,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import BadInput, JobCancelled, PanoLoopError
-from .progress import CancelToken, JobContext
+from .progress import CancelToken, JobContext, StageClock
 
 HELP = "run one job for the Blender add-on, reporting JSON lines on stdout"
 
@@ -88,6 +90,7 @@ class EventStream:
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self._lock = threading.Lock()
+        self._clock = StageClock()
 
     def emit(self, event: str, **fields: Any) -> None:
         line = json.dumps({"event": event, **fields}, default=str)
@@ -96,7 +99,17 @@ class EventStream:
             self._stream.flush()
 
     def progress(self, stage: str, step: int, total: int) -> None:
-        self.emit("progress", stage=stage, step=int(step), total=int(total))
+        """A progress event with the stage's rate and time left (threads may call it)."""
+        with self._lock:
+            rate, eta = self._clock.update(stage, step, total)
+        self.emit(
+            "progress",
+            stage=stage,
+            step=int(step),
+            total=int(total),
+            rate=None if rate is None else round(rate, 3),
+            eta_s=None if eta is None else round(eta, 1),
+        )
 
 
 def take_over_stdout() -> EventStream:

@@ -9,13 +9,19 @@ import bpy
 from ..blender_addon import runner
 
 
+def job_text(display: Any) -> str:
+    """``render 12/96 · ~0:04 left``: the stage, its steps and the worker's time left."""
+    text = f"{display.stage} {display.step}/{display.total}" if display.total else display.stage
+    return f"{text} · {display.eta}" if display.eta else text
+
+
 def draw_job(layout: Any, context: Any) -> None:
     """Progress bar and stage while a job runs; the last result or error with its fix."""
     display = context.window_manager.panoloop_job
     if runner.is_busy():
         box = layout.box()
         box.label(text=display.label, icon="TIME")
-        text = f"{display.stage} {display.step}/{display.total}" if display.total else display.stage
+        text = job_text(display)
         box.progress(factor=display.progress, type="BAR", text=text)
         if display.detail:
             box.label(text=display.detail)
@@ -128,7 +134,7 @@ def draw_status_bar(self: Any, context: Any) -> None:
     display = context.window_manager.panoloop_job
     row = self.layout.row(align=True)
     row.label(text="PanoLoop", icon="WORLD")
-    text = f"{display.stage} {display.step}/{display.total}" if display.total else display.stage
+    text = job_text(display)
     row.progress(factor=display.progress, type="BAR", text=text)
     row.operator("panoloop.cancel", text="", icon="CANCEL", emboss=False)
 

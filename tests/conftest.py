@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,26 @@ def bundled_hdri_dir() -> Path:
     if not folders:
         pytest.skip("bpy has no bundled studio-light HDRIs")
     return folders[-1]
+
+
+def bundled_ocio_config() -> Path | None:
+    """Blender's own OCIO config (AgX, Filmic, Standard) inside the bpy module, found
+    without importing bpy; ``None`` if bpy is not installed."""
+    spec = importlib.util.find_spec("bpy")
+    if spec is None or spec.origin is None:
+        return None
+    configs = sorted(Path(spec.origin).parent.glob("*/datafiles/colormanagement/config.ocio"))
+    return configs[-1] if configs else None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def blender_ocio_config() -> Path | None:
+    """Every test sees Blender's config through ``$OCIO``, as the add-on passes it to the
+    engine (engine calls and the subprocesses tests start inherit it)."""
+    config = bundled_ocio_config()
+    if config is not None and not os.environ.get("OCIO"):
+        os.environ["OCIO"] = str(config)
+    return config
 
 
 @pytest.fixture(scope="session")

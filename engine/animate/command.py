@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..options import add_exr_codec_argument, add_preview_arguments
 from ..progress import JobContext
 
 HELP = "animate a still equirect image (EXR/HDR/PNG/JPG) into a seamless looping 360° video"
@@ -61,6 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="reuse a spectral volume (.npz, e.g. OUT/motion.npz of an earlier run) "
         "instead of predicting one; --mask then further limits it",
     )
+    add_preview_arguments(parser)
+    add_exr_codec_argument(parser)
 
 
 def run(args: argparse.Namespace, ctx: JobContext) -> Path:
@@ -79,5 +82,9 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
         motion_map_path=args.motion_map,
         drift_direction=args.drift_direction,
         drift_speed=args.drift_speed,
+        view=args.view,
+        exposure=args.exposure,
+        ocio_config=args.ocio_config,
+        exr_codec=args.exr_codec,
         ctx=ctx,
     )

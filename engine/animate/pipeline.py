@@ -8,29 +8,28 @@ written to a temporary sibling and renamed into place whole.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..colour import DEFAULT_VIEW, DisplayTransform, display_transform
 from ..errors import BadInput
 from ..media import (
     FRAMES_DIR,
+    FRAMES_EXR_CODEC,
     PREVIEW_NAME,
     atomic_output_dir,
     check_equirect_shape,
+    check_exr_codec,
     check_output_free,
-    encode_mp4,
-    frame_path,
     panorama_manifest,
     read_image,
-    to_display_uint8,
-    write_image,
     write_manifest,
 )
 from ..progress import JobContext
+from ..sink import FrameSink
 from .priors import DRIFT_SPEED, Drift, MotionPrior, ProceduralPrior
 from .spectral import (
     HERTZ,
@@ -306,6 +305,8 @@ class AnimateRequest:
     motion_map: np.ndarray | None = None
     motion_map_path: Path | None = None
     drift: Drift = Drift()
+    display: DisplayTransform | None = None
+    exr_codec: str = FRAMES_EXR_CODEC
 
 
 def check_request(
@@ -321,12 +322,18 @@ def check_request(
     motion_map_path: Path | None = None,
     drift_direction: float | None = None,
     drift_speed: float | None = None,
+    view: str = DEFAULT_VIEW,
+    exposure: float = 0.0,
+    ocio_config: Path | None = None,
+    exr_codec: str = FRAMES_EXR_CODEC,
 ) -> AnimateRequest:
     """Check every input (cheap ones first); raises :class:`BadInput`, writes nothing."""
     image_path, out = Path(image_path), Path(out)
     frames = frame_count(seconds, fps)
     strength = check_strength(strength)
     seed = check_seed(seed)
+    exr_codec = check_exr_codec(exr_codec)
+    display_transform(view, exposure, ocio_config, needed=False)  # the cheap checks first
     drift = check_drift(drift_direction, drift_speed)
     if motion_path is not None:
         given = [
@@ -345,6 +352,7 @@ def check_request(
             )
     check_output_free(out)
     image = read_panorama_image(image_path)
+    display = display_transform(view, exposure, ocio_config, needed=image.dtype.kind == "f")
     shape = image.shape[:2]
     mask = read_mask(Path(mask_path), shape) if mask_path is not None else None
     motion_map = read_motion_map(Path(motion_map_path), shape) if motion_map_path else None
@@ -353,7 +361,7 @@ def check_request(
         image_path, out, image, frames, seconds, fps, strength, seed,
         mask, Path(mask_path) if mask_path else None,
         motion, Path(motion_path) if motion_path else None,
-        motion_map, Path(motion_map_path) if motion_map_path else None, drift,
+        motion_map, Path(motion_map_path) if motion_map_path else None, drift, display, exr_codec,
     )  # fmt: skip
 
 
@@ -370,14 +378,20 @@ def animate_panorama(
     motion_map_path: Path | None = None,
     drift_direction: float | None = None,
     drift_speed: float | None = None,
+    view: str = DEFAULT_VIEW,
+    exposure: float = 0.0,
+    ocio_config: Path | None = None,
+    exr_codec: str = FRAMES_EXR_CODEC,
     prior: MotionPrior | None = None,
     ctx: JobContext | None = None,
 ) -> Path:
     """Animate a still equirect image into a looping output folder at ``out``; returns it.
 
-    ``out`` gets ``frames/`` (float EXR for EXR/HDR input, HDR kept; PNG for 8/16-bit
-    input; numbered from 0, no repeated loop frame), ``panorama.mp4`` (8-bit preview),
-    ``motion.npz`` (the spectral volume used, before ``strength``) and ``manifest.json``.
+    ``out`` gets ``frames/`` (half-float EXR compressed with ``exr_codec`` for EXR/HDR
+    input, HDR kept; PNG for 8/16-bit input; numbered from 0, no repeated loop frame),
+    ``panorama.mp4`` (8-bit preview through Blender's ``view`` with ``exposure`` stops,
+    see :mod:`engine.colour`), ``motion.npz`` (the spectral volume used, before
+    ``strength``) and ``manifest.json``.
     """
     ctx = ctx or JobContext()
     prior = prior or ProceduralPrior()
@@ -387,6 +401,8 @@ def animate_panorama(
         strength=strength, seed=seed, motion_path=motion_path,
         motion_map_path=motion_map_path, drift_direction=drift_direction,
         drift_speed=drift_speed,
+        strength=strength, seed=seed, motion_path=motion_path, view=view,
+        exposure=exposure, ocio_config=ocio_config, exr_codec=exr_codec,
     )  # fmt: skip
     # 2. Motion: the prior's spectral volume, or the one the user saved.
     with ctx.timed("motion"):
@@ -400,13 +416,9 @@ def animate_panorama(
         with ctx.timed("prepare"):
             renderer = LoopRenderer(req.image, volume, req.frames, req.strength, fps=req.fps)
             save_volume(tmp / MOTION_NAME, volume)
-        # 4. Render, write and encode, frame by frame (the preview streams to ffmpeg).
+        # 4. Render; writer threads write and encode while the next frames render.
         (tmp / FRAMES_DIR).mkdir()
-        start = time.perf_counter()
-        encode_mp4(_render_and_write(renderer, tmp / FRAMES_DIR, ctx), tmp / PREVIEW_NAME, req.fps)
-        elapsed = time.perf_counter() - start
-        spent = ctx.timings.get("render", 0.0) + ctx.timings.get("write_frames", 0.0)
-        ctx.timings["encode_preview"] = round(max(elapsed - spent, 0.0), 4)
+        _render_into_sink(renderer, tmp, req, ctx)
         # 5. Manifest: the contract fields, then how it was made.
         height, width = req.image.shape[:2]
         manifest = panorama_manifest(
@@ -434,38 +446,36 @@ def animate_panorama(
             frequency_unit=volume.unit,
             motion_kinds=kind_report(volume, req.seconds, req.frames),
             motion_grid=[volume.grid_shape[1], volume.grid_shape[0]],
+            preview=req.display.describe(),
+            exr_codec=req.exr_codec if req.image.dtype.kind == "f" else None,
             timings=ctx.timings,
         )
         write_manifest(tmp, manifest)
     return req.out
 
 
-#: Frames being written in the background while the next ones render (EXR compression
-#: is single-threaded and releases the GIL, so it overlaps with rendering and encoding).
-WRITES_IN_FLIGHT = 2
+def _render_into_sink(renderer: LoopRenderer, tmp: Path, req: AnimateRequest, ctx: JobContext):
+    """Render every frame and hand it to a :class:`~engine.sink.FrameSink` that writes
+    ``frames/`` and streams ``panorama.mp4`` in parallel; returns when all is on disk.
 
-
-def _render_and_write(
-    renderer: LoopRenderer, folder: Path, ctx: JobContext
-) -> Iterator[np.ndarray]:
-    """Render each frame, hand it to a writer thread, and yield its 8-bit preview.
-
-    ``write_frames`` times only the waits for the writers; every write has finished
-    (and any write error has been raised) before this generator ends.
+    Timings: ``render`` (this thread), and from the sink ``write_frames``, ``tone_map``,
+    ``encode_preview`` (summed over their threads) and ``wait`` (this thread blocked on
+    full queues or on the last writes).
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    pending: list = []
-    with ThreadPoolExecutor(WRITES_IN_FLIGHT, thread_name_prefix="panoloop-write") as writers:
+    sink = FrameSink(
+        tmp / FRAMES_DIR,
+        renderer.frames,
+        display=req.display,
+        preview=tmp / PREVIEW_NAME,
+        fps=req.fps,
+        exr_codec=req.exr_codec,
+        ctx=ctx,
+    )
+    with sink:
         for t in range(renderer.frames):
-            ctx.step("animate", t + 1, renderer.frames)
+            ctx.step("render", t + 1, renderer.frames)
             with ctx.timed("render"):
                 frame = renderer.frame(t)
-            if len(pending) >= WRITES_IN_FLIGHT:
-                with ctx.timed("write_frames"):
-                    pending.pop(0).result()
-            pending.append(writers.submit(write_image, frame_path(folder, t, frame.dtype), frame))
-            yield to_display_uint8(frame)
-        with ctx.timed("write_frames"):
-            for future in pending:
-                future.result()
+            sink.put(t, frame)
+        sink.finish()
+    ctx.timings.update(sink.timings())

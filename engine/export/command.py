@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from ..contract import add_yaw_argument
+from ..options import add_preview_arguments
 from ..progress import JobContext
 
 X264_PRESETS = (
@@ -86,14 +87,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset", default="medium", choices=X264_PRESETS, help="x264 preset (default: medium)"
     )
+    add_preview_arguments(parser)
 
 
 def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     """Check every input, then write the export folder atomically; returns ``--out``."""
+    from ..colour import display_transform
     from ..errors import BadInput
     from .h264 import parse_size
     from .vr import ExportOptions, export_panorama
 
+    display_transform(args.view, args.exposure, args.ocio_config, needed=False)
     size = parse_size(args.size) if args.size else None
     if args.face_size is not None and (args.face_size <= 0 or args.face_size % 2):
         raise BadInput(f"--face-size {args.face_size} must be positive and even")
@@ -112,5 +116,8 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
         name=args.name,
         crf=args.crf,
         preset=args.preset,
+        view=args.view,
+        exposure=args.exposure,
+        ocio_config=args.ocio_config,
     )
     return export_panorama(args.panorama, args.out, options, ctx)

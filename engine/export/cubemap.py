@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..cameras import yaw_rotation
+from ..colour import DisplayTransform, display_transform
 from ..progress import JobContext
 from ..projection import (
     FACE_ORDER,
@@ -99,6 +100,7 @@ def write_cubemaps(
     fps: float,
     *,
     yaw_degrees: float = 0.0,
+    display: DisplayTransform | None = None,
     ctx: JobContext | None = None,
 ) -> dict[str, Any]:
     """Write every frame's faces as sequences ``<F|R|B|L|U|D>/frame_NNNNNN.<png|exr>``,
@@ -108,12 +110,15 @@ def write_cubemaps(
     faces (HDR kept) with a tone-mapped strip video; uint8/16 give PNG. Frame 0 also
     becomes ``horizon``/``dice`` sheets (+ 8-bit previews and ``panorama.hdr``, Radiance,
     what Unreal imports as a cube, for float frames). Returns the written names by role,
-    relative to ``folder``.
+    relative to ``folder``. The strip video and the sheets' previews are tone-mapped by
+    ``display`` (:class:`engine.colour.DisplayTransform`; default Blender's AgX through
+    ``$OCIO``).
     """
     from ..contract import frame_name
-    from ..media import encode_mp4, to_display_uint8, write_image
+    from ..media import encode_mp4, write_image
 
     ctx = ctx or JobContext()
+    display = display or display_transform()
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, Any] = {}
     state: dict[str, Any] = {}
@@ -130,8 +135,9 @@ def write_cubemaps(
             for face in FACE_ORDER:
                 write_image(folder / face / frame_name(index, state["ext"]), faces[face])
             if index == 0:
-                written.update(_write_stills(frame, faces, folder, state["ext"], yaw_degrees))
-            yield to_display_uint8(cubemap_sheet(faces, "horizon"))
+                stills = _write_stills(frame, faces, folder, state["ext"], yaw_degrees, display)
+                written.update(stills)
+            yield display.to_uint8(cubemap_sheet(faces, "horizon"))
 
     encode_mp4(strips(), folder / STRIP_VIDEO, fps)
     written["faces"] = {face: f"{face}/frame_NNNNNN{state['ext']}" for face in FACE_ORDER}
@@ -143,10 +149,15 @@ def write_cubemaps(
 
 
 def _write_stills(
-    frame: np.ndarray, faces: dict[str, np.ndarray], folder: Path, ext: str, yaw: float
+    frame: np.ndarray,
+    faces: dict[str, np.ndarray],
+    folder: Path,
+    ext: str,
+    yaw: float,
+    display: DisplayTransform,
 ) -> dict[str, str]:
     """Frame 0 as ``horizon`` and ``dice`` sheets (skyboxes are often stills)."""
-    from ..media import to_display_uint8, write_image
+    from ..media import write_image
 
     written = {}
     for layout in ("horizon", "dice"):
@@ -154,7 +165,7 @@ def _write_stills(
         write_image(folder / f"{layout}{ext}", sheet)
         written[layout] = f"{layout}{ext}"
         if ext == ".exr":
-            write_image(folder / f"{layout}_preview.png", to_display_uint8(sheet))
+            write_image(folder / f"{layout}_preview.png", display.to_uint8(sheet))
             written[f"{layout}_preview"] = f"{layout}_preview.png"
     if ext == ".exr":
         _write_radiance_hdr(folder / "panorama.hdr", _turned(frame, yaw))

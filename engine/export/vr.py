@@ -37,6 +37,10 @@ class ExportOptions:
     stereo: StereoMode = "mono"
     crf: int = 18
     preset: str = "medium"
+    #: How HDR frames are shown in the MP4 and the cubemap previews (engine.colour).
+    view: str = "AgX"
+    exposure: float = 0.0
+    ocio_config: Path | None = None
 
 
 def video_name(stem: str, stereo: StereoMode = "mono") -> str:
@@ -71,12 +75,12 @@ def export_panorama(
     panorama: Path, out: Path, options: ExportOptions, ctx: JobContext | None = None
 ) -> Path:
     """Export the panorama at ``panorama`` (output folder, frame folder or image) to ``out``."""
+    from ..colour import display_transform
     from ..media import (
         atomic_output_dir,
         check_output_free,
         open_panorama,
         read_image,
-        to_display_uint8,
         write_manifest,
     )
     from .cubemap import write_cubemaps
@@ -94,6 +98,9 @@ def export_panorama(
     if fps is None:
         raise BadInput(f"panorama {panorama} records no frame rate; pass --fps")
     first = read_image(source.frames[0])
+    display = display_transform(
+        options.view, options.exposure, options.ocio_config, needed=first.dtype.kind == "f"
+    )
     src_h, src_w = first.shape[:2]
     width, height = options.size or (src_w, src_h)
     level = check_headset_video(width, height, float(fps), stereo)
@@ -112,7 +119,7 @@ def export_panorama(
     with atomic_output_dir(out) as tmp:
         # 2. Resize, encode, tag.
         video = tmp / video_name(stem, stereo)
-        frames = _display_frames(source.frames, first, resize, to_display_uint8, read_image, ctx)
+        frames = _display_frames(source.frames, first, resize, display.to_uint8, read_image, ctx)
         with ctx.timed("encode"):
             write_360_mp4(
                 frames,
@@ -138,6 +145,7 @@ def export_panorama(
                     face_size,
                     float(fps),
                     yaw_degrees=options.yaw_degrees,
+                    display=display,
                     ctx=ctx,
                 )
             written["cubemap"] = _under(CUBEMAP_DIR, faces)
@@ -177,6 +185,7 @@ def export_panorama(
                 "spherical_boxes": info.boxes,
                 "files": written,
                 "source": str(panorama),
+                "preview": display.describe(),
                 "timings": ctx.timings,
             },
         )

@@ -33,6 +33,7 @@ from ..contract import (
     BadInput,
     check_output_free,
 )
+from ..options import add_preview_arguments
 from ..progress import JobContext
 
 HELP = "the VR package of a scene: the loop exported, the scene's glTF, its 360° renders"
@@ -65,17 +66,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--scene", default=None, help="the Blender scene's name (recorded)")
     parser.add_argument("--frame-range", type=int, nargs=2, default=None, metavar=("START", "END"))
+    add_preview_arguments(parser)
 
 
 def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     """Check every input, then write the package atomically; returns ``--out``."""
     import shutil
 
+    from ..colour import display_transform
     from ..media import atomic_output_dir, open_panorama, write_manifest
     from .h264 import parse_size
     from .vr import ExportOptions, export_panorama, open_stereo_frames
 
     # 1. Check inputs: nothing is written before all of them pass.
+    display_transform(args.view, args.exposure, args.ocio_config, needed=False)
     check_output_free(args.out)
     for value, name in ((args.yaw, "--yaw"), *((v, "--viewpoint") for v in args.viewpoint)):
         if not math.isfinite(value):
@@ -92,6 +96,7 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
         renders[STEREO_360_DIR] = ("top-bottom", args.scene_360_stereo, stereo)
     viewpoint = tuple(float(v) for v in args.viewpoint)
 
+    shown = {"view": args.view, "exposure": args.exposure, "ocio_config": args.ocio_config}
     with atomic_output_dir(args.out) as tmp:
         # 2. The scene, then the World's loop with cubemaps and the WebXR viewer.
         glb = Path(shutil.copyfile(args.gltf, tmp / SCENE_GLB))
@@ -102,11 +107,12 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
             gltf=glb,
             viewpoint=viewpoint,
             yaw_degrees=args.yaw,
+            **shown,
         )
         export_panorama(args.panorama, tmp / PANORAMA_DIR, loop_options, ctx)
         # 3. The scene's own 360° renders, exported with their metadata, frames kept.
         for folder, (layout, source, frames) in renders.items():
-            options = ExportOptions(stereo=layout, name="scene", fps=loop.fps)
+            options = ExportOptions(stereo=layout, name="scene", fps=loop.fps, **shown)
             export_panorama(source, tmp / folder, options, ctx)
             (tmp / folder / "frames").mkdir()
             for path in frames.frames:

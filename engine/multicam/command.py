@@ -12,6 +12,7 @@ from ..contract import (
     check_frame_range,
     safe_names,
 )
+from ..options import add_preview_arguments
 from ..progress import JobContext
 
 HELP = "render every camera in sync from a panorama: per-camera clips, MP4s, contact sheet"
@@ -43,17 +44,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "output): copied in, encoded, and shown under each camera's row in the contact sheet",
     )
     add_yaw_argument(parser)
+    add_preview_arguments(parser)
 
 
 def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     """Check every input, then write the multicam folder atomically; returns ``--out``."""
     from ..cameras import load_cameras
+    from ..colour import display_transform
     from ..errors import BadInput
-    from ..media import check_output_free, open_panorama
+    from ..media import check_output_free, open_panorama, read_image
 
     # 1. Check inputs.
+    display_transform(args.view, args.exposure, args.ocio_config, needed=False)
     check_output_free(args.out)
     source = open_panorama(args.panorama)
+    hdr = read_image(source.frames[0]).dtype.kind == "f"
+    display = display_transform(args.view, args.exposure, args.ocio_config, needed=hdr)
     cameras = load_cameras(args.cameras)
     for cam in cameras:
         kind = cam.extra.get("type", "PERSP")
@@ -85,6 +91,7 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
         source_path=args.panorama,
         renders=renders,
         yaw_degrees=args.yaw,
+        display=display,
     )
 
 

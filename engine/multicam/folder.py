@@ -32,20 +32,25 @@ def render_multicam(
     source_path: Path | None = None,
     renders: dict[str, list[Path]] | None = None,
     yaw_degrees: float = 0.0,
+    display: Any = None,
 ) -> Path:
     """Write the multicam folder (see the module docstring) atomically; returns ``out``.
 
     ``renders`` (camera name → Blender frames, see :func:`check_renders`) are copied to
     ``renders/<camera>/``, encoded as ``<camera>_render.mp4`` and shown in the contact
-    sheet under the camera's reprojected row.
+    sheet under the camera's reprojected row. ``display`` (an
+    :class:`engine.colour.DisplayTransform`; default Blender's AgX through ``$OCIO``)
+    tone-maps HDR frames for the MP4s and the contact sheet.
     """
     import shutil
 
     from ..cameras import save_cameras
+    from ..colour import display_transform
     from ..media import atomic_output_dir, list_frames, read_manifest, write_manifest
     from ..views.render import render_views
 
     folders = safe_names(cam.name for cam in cameras)
+    display = display or display_transform()
     with atomic_output_dir(out) as tmp:
         # 1. Reprojected clips (one sampling map per camera, built once).
         render_views(
@@ -64,9 +69,10 @@ def render_multicam(
         with ctx.timed("encode"):
             for index, cam in enumerate(cameras):
                 ctx.step("encode", index + 1, len(cameras))
-                encode_clip(clips[cam.name], tmp / f"{folders[cam.name]}.mp4", fps)
+                encode_clip(clips[cam.name], tmp / f"{folders[cam.name]}.mp4", fps, display)
                 if cam.name in rendered:
-                    encode_clip(rendered[cam.name], tmp / f"{folders[cam.name]}_render.mp4", fps)
+                    clip = tmp / f"{folders[cam.name]}_render.mp4"
+                    encode_clip(rendered[cam.name], clip, fps, display)
         # 3. Contact sheet and cameras.json.
         with ctx.timed("contact_sheet"):
             rows = []
@@ -74,7 +80,7 @@ def render_multicam(
                 rows.append((f"{cam.name}: {REPROJECTION_LABEL}", clips[cam.name]))
                 if cam.name in rendered:
                     rows.append((f"{cam.name}: {RENDER_LABEL}", rendered[cam.name]))
-            sheet = contact_sheet(rows, instants, fps)
+            sheet = contact_sheet(rows, instants, fps, display)
             from ..media import write_image
 
             write_image(tmp / SHEET_NAME, sheet)
@@ -106,21 +112,25 @@ def render_multicam(
                 "cameras_file": CAMERAS_NAME,
                 "reference_camera": cameras[0].name,
                 "source": str(source_path) if source_path else None,
+                "preview": display.describe(),
                 "timings": ctx.timings,
             },
         )
     return out
 
 
-def encode_clip(frames: list[Path], path: Path, fps: float) -> Path:
+def encode_clip(frames: list[Path], path: Path, fps: float, display: Any = None) -> Path:
     """Encode a frame folder's files as an 8-bit H.264 preview (odd sizes padded by 1 px)."""
     import numpy as np
 
-    from ..media import encode_mp4, read_image, to_display_uint8
+    from ..colour import display_transform
+    from ..media import PREVIEW_PRESET, encode_mp4, read_image
 
-    def display(p: Path) -> np.ndarray:
-        frame = to_display_uint8(read_image(p))
+    display = display or display_transform()
+
+    def shown(p: Path) -> np.ndarray:
+        frame = display.to_uint8(read_image(p))
         h, w = frame.shape[:2]
         return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
-    return encode_mp4((display(p) for p in frames), path, fps)
+    return encode_mp4((shown(p) for p in frames), path, fps, preset=PREVIEW_PRESET)

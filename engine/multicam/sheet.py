@@ -20,18 +20,25 @@ REPROJECTION_LABEL = "reprojection"
 RENDER_LABEL = "Blender render"
 
 
-def contact_sheet(rows: list[tuple[str, list[Path]]], instants: int = 4, fps: float = 0.0) -> Any:
+def contact_sheet(
+    rows: list[tuple[str, list[Path]]], instants: int = 4, fps: float = 0.0, display: Any = None
+) -> Any:
     """A labelled grid (8-bit RGB): one row per ``(label, frames)``, ``instants`` columns
     spread over the loop.
 
     Every row samples the same frame numbers, so a column is one instant for all cameras.
     The header names each column's frame and time (``fps`` > 0); the left column names
-    each row (camera, and whether it is the reprojection or Blender's render).
+    each row (camera, and whether it is the reprojection or Blender's render). HDR frames
+    are tone-mapped by ``display`` (:class:`engine.colour.DisplayTransform`; default
+    Blender's AgX through ``$OCIO``).
     """
     import cv2
     import numpy as np
 
-    from ..media import read_image, to_display_uint8
+    from ..colour import display_transform
+    from ..media import read_image
+
+    display = display or display_transform()
 
     count = min(len(frames) for _, frames in rows)
     picks = np.unique(np.linspace(0, count - 1, min(instants, count)).round().astype(int))
@@ -40,7 +47,7 @@ def contact_sheet(rows: list[tuple[str, list[Path]]], instants: int = 4, fps: fl
     for label, frames in rows:
         tiles = []
         for i in picks:
-            tile = to_display_uint8(read_image(frames[i]))
+            tile = display.to_uint8(read_image(frames[i]))
             scale = SHEET_TILE_H / tile.shape[0]
             size = (max(1, round(tile.shape[1] * scale)), SHEET_TILE_H)
             tiles.append(cv2.resize(tile, size, interpolation=cv2.INTER_AREA))

@@ -1,0 +1,113 @@
+"""Writing while rendering (engine.sink) and progress with rate and ETA (engine.jobs).
+
+Behaviour tests: a real animate job cancelled mid-way leaves nothing and no thread
+behind; a failing writer surfaces its error to the producer; the progress clocks and
+the worker's JSON events carry rate and time left.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from engine.animate.pipeline import animate_panorama
+from engine.colour import display_transform
+from engine.errors import JobCancelled, PanoLoopError
+from engine.jobs import JobContext, StageClock, TerminalProgress, format_eta
+from engine.media import list_frames, read_image, read_mp4, write_image
+from engine.sink import FrameSink
+from engine.worker import EventStream
+
+
+def sink_threads() -> list[str]:
+    """The sink's threads still alive (the renderer's own pool is long-lived by design)."""
+    names = ("panoloop-write", "panoloop-preview", "panoloop-tone")
+    return [t.name for t in threading.enumerate() if t.name.startswith(names)]
+
+
+@pytest.fixture
+def small_exr(tmp_path, hdri_dir):
+    import cv2
+
+    image = cv2.resize(read_image(hdri_dir / "forest.exr"), (256, 128), cv2.INTER_AREA)
+    return write_image(tmp_path / "forest.exr", image)
+
+
+def test_cancel_while_writing_leaves_nothing_and_no_threads(tmp_path, small_exr):
+    """A cancel after the third rendered frame (writers and the encoder busy) removes the
+    temporary folder only after every writer thread has stopped."""
+    ctx = JobContext()
+
+    def progress(stage: str, step: int, total: int) -> None:
+        if stage == "render" and step == 3:
+            ctx.cancel.cancel()
+
+    ctx.progress = progress
+    out = tmp_path / "loop"
+    with pytest.raises(JobCancelled):
+        animate_panorama(small_exr, out, seconds=1, fps=12, ctx=ctx)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["forest.exr"]
+    assert sink_threads() == []
+
+
+def test_a_failing_writer_stops_the_job_with_its_error(tmp_path):
+    frames = tmp_path / "missing" / "frames"  # writing into it fails
+    display = display_transform("Standard")
+    with pytest.raises(PanoLoopError, match="could not write"):
+        with FrameSink(frames, 20, display=display, preview=tmp_path / "p.mp4") as sink:
+            for t in range(20):
+                sink.put(t, np.ones((16, 32, 3), np.float32))
+            sink.finish()
+    assert sink_threads() == []
+
+
+def test_sink_writes_every_frame_and_the_preview_in_order(tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    display = display_transform("Standard")
+    count = 12
+    with FrameSink(frames, count, display=display, preview=tmp_path / "p.mp4", fps=12) as sink:
+        for t in range(count):
+            sink.put(t, np.full((16, 32, 3), t / count, np.float32))
+        sink.finish()
+    assert [read_image(p)[0, 0, 0] for p in list_frames(frames)] == pytest.approx(
+        [t / count for t in range(count)], abs=2e-3
+    )
+    video, fps = read_mp4(tmp_path / "p.mp4")
+    brightness = [float(f.mean()) for f in video]
+    assert len(video) == count and fps == 12 and brightness == sorted(brightness)
+    assert set(sink.timings()) >= {"write_frames", "tone_map", "encode_preview", "wait"}
+
+
+def test_stage_clock_rate_and_eta():
+    now = [100.0]
+    clock = StageClock(now=lambda: now[0])
+    assert clock.update("render", 1, 11) == (None, None)  # the first step sets the clock
+    now[0] = 102.0
+    rate, eta = clock.update("render", 5, 11)
+    assert rate == pytest.approx(2.0) and eta == pytest.approx(3.0)
+    assert clock.update("write", 1, 11) == (None, None)  # stages have their own clocks
+    assert format_eta(65) == "1:05" and format_eta(3725) == "1:02:05" and format_eta(None) == "?"
+
+
+def test_worker_progress_events_carry_rate_and_eta():
+    stream = io.StringIO()
+    events = EventStream(stream)
+    events.progress("render", 1, 4)
+    events.progress("render", 2, 4)
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["rate"] is None and first["eta_s"] is None
+    assert second["stage"] == "render" and second["rate"] > 0 and second["eta_s"] >= 0
+
+
+def test_progress_in_a_log_is_a_line_per_stage_start_and_end():
+    log = io.StringIO()
+    progress = TerminalProgress(log)
+    for step in range(1, 5):
+        progress("render", step, 4)
+    lines = log.getvalue().splitlines()
+    assert lines[0] == "render: 1/4" and lines[-1].startswith("render: 4/4 (")
