@@ -26,7 +26,7 @@ from types import TracebackType
 import numpy as np
 
 from .colour import DisplayTransform
-from .jobs import JobContext
+from .progress import JobContext
 from .media import DEFAULT_EXR_CODEC, PREVIEW_PRESET, frame_path, open_mp4, write_image
 
 #: Frames waiting in each queue: enough to ride out a slow write, 24 MB each at 2048×1024.

@@ -1,4 +1,4 @@
-"""Writing while rendering (engine.sink) and progress with rate and ETA (engine.jobs).
+"""Writing while rendering (engine.sink) and progress with rate and ETA (engine.progress).
 
 Behaviour tests: a real animate job cancelled mid-way leaves nothing and no thread
 behind; a failing writer surfaces its error to the producer; the progress clocks and
@@ -17,7 +17,7 @@ import pytest
 from engine.animate.pipeline import animate_panorama
 from engine.colour import display_transform
 from engine.errors import JobCancelled, PanoLoopError
-from engine.jobs import JobContext, StageClock, TerminalProgress, format_eta
+from engine.progress import JobContext, StageClock, TerminalProgress, format_eta
 from engine.media import list_frames, read_image, read_mp4, write_image
 from engine.sink import FrameSink
 from engine.worker import EventStream
