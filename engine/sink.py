@@ -26,8 +26,8 @@ from types import TracebackType
 import numpy as np
 
 from .colour import DisplayTransform
-from .progress import JobContext
 from .media import DEFAULT_EXR_CODEC, PREVIEW_PRESET, frame_path, open_mp4, write_image
+from .progress import JobContext
 
 #: Frames waiting in each queue: enough to ride out a slow write, 24 MB each at 2048×1024.
 QUEUE_DEPTH = 3

@@ -17,8 +17,8 @@ import pytest
 from engine.animate.pipeline import animate_panorama
 from engine.colour import display_transform
 from engine.errors import JobCancelled, PanoLoopError
-from engine.progress import JobContext, StageClock, TerminalProgress, format_eta
 from engine.media import list_frames, read_image, read_mp4, write_image
+from engine.progress import JobContext, StageClock, TerminalProgress, format_eta
 from engine.sink import FrameSink
 from engine.worker import EventStream
 
