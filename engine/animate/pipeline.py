@@ -361,7 +361,8 @@ def check_request(
         image_path, out, image, frames, seconds, fps, strength, seed,
         mask, Path(mask_path) if mask_path else None,
         motion, Path(motion_path) if motion_path else None,
-        motion_map, Path(motion_map_path) if motion_map_path else None, drift, display, exr_codec,
+        motion_map, Path(motion_map_path) if motion_map_path else None, drift,
+        display, exr_codec,
     )  # fmt: skip
 
 
@@ -400,8 +401,7 @@ def animate_panorama(
         image_path, out, seconds=seconds, fps=fps, mask_path=mask_path,
         strength=strength, seed=seed, motion_path=motion_path,
         motion_map_path=motion_map_path, drift_direction=drift_direction,
-        drift_speed=drift_speed,
-        strength=strength, seed=seed, motion_path=motion_path, view=view,
+        drift_speed=drift_speed, view=view,
         exposure=exposure, ocio_config=ocio_config, exr_codec=exr_codec,
     )  # fmt: skip
     # 2. Motion: the prior's spectral volume, or the one the user saved.
