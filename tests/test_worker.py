@@ -181,3 +181,15 @@ def test_engine_imports_without_bpy():
     assert done.returncode == 0, done.stderr
     count, bpy_loaded = done.stdout.split()
     assert int(count) >= 8 and bpy_loaded == "False"
+
+
+def test_worker_carries_the_motion_map_and_drift_flags(tmp_path, forest_hdri):
+    """The worker parses animate's new flags with the CLI's parser: a drift speed of NaN
+    is an error event naming it (exit 2, nothing written)."""
+    _require_animate()
+    out = tmp_path / "loop"
+    argv = [str(forest_hdri), "--out", str(out), "--drift-direction", "45", "--drift-speed", "nan"]
+    events, code, _ = finish(start_worker({"command": "animate", "argv": argv}, tmp_path))
+    assert code == 2 and events[-1]["event"] == "error"
+    assert "drift speed" in events[-1]["message"] and "nan" in events[-1]["message"]
+    assert not out.exists()

@@ -1,10 +1,13 @@
 """Still equirect panorama → seamless looping 360° video (Generative Image Dynamics style).
 
-- :mod:`.spectral` — spectral volumes (K = 16 integer temporal frequencies per pixel)
+- :mod:`.spectral` — spectral volumes (K temporal frequencies in hertz per pixel)
   ↔ motion textures that loop exactly; GID normalisation; ``.npz`` files.
 - :mod:`.priors` — :class:`MotionPrior` (the interface a learned model plugs into) and
   the built-in :class:`ProceduralPrior`.
-- :mod:`.splat` — the softmax-splatting renderer (wraps the seam, continues over poles).
+- :mod:`.warp` — the renderer: inverts the motion, samples backwards with a cubic
+  B-spline, flows one way (wraps the seam, continues over poles).
+- :mod:`.splat` — the former softmax-splatting renderer (the benchmark's baseline).
+- :mod:`.measure` — sharpness, detail energy and shift measures shared by tests and bench.
 - :mod:`.pipeline` — :func:`animate_panorama`, the job behind ``python -m engine animate``.
 - :mod:`.command` — the CLI subcommand (standard library only at import).
 

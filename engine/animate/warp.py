@@ -208,7 +208,7 @@ def _map_rows(
             map_y[i, j] = flow_maps[1, slot]
 
 
-@njit(cache=True)
+@njit(**_FAST)
 def _bspline_weights(f):
     """Cubic B-spline weights of the taps at −1, 0, +1, +2 for a fraction f in [0, 1)."""
     one = np.float32(1.0)
@@ -221,7 +221,7 @@ def _bspline_weights(f):
     return w0, w1, w2, w3
 
 
-@njit(cache=True)
+@njit(**_FAST)
 def _sample(coef, x, y, out3):
     """Cubic B-spline interpolation of the prefiltered ``coef`` at padded (x, y) (pixel
     centres at integers): exact at the pixels, near-ideal between them."""
@@ -229,19 +229,44 @@ def _sample(coef, x, y, out3):
     iy = _floor(y)
     ax0, ax1, ax2, ax3 = _bspline_weights(x - np.float32(ix))
     ay0, ay1, ay2, ay3 = _bspline_weights(y - np.float32(iy))
-    for c in range(3):
-        acc = np.float32(0.0)
-        for r in range(4):
-            row = coef[iy - 1 + r]
-            wr = ay0 if r == 0 else (ay1 if r == 1 else (ay2 if r == 2 else ay3))
-            line = (
-                ax0 * row[ix - 1, c]
-                + ax1 * row[ix, c]
-                + ax2 * row[ix + 1, c]
-                + ax3 * row[ix + 2, c]
-            )
-            acc += wr * line
-        out3[c] = acc
+    r0 = np.float32(0.0)
+    g0 = np.float32(0.0)
+    b0 = np.float32(0.0)
+    for r in range(4):
+        wr = ay0
+        if r == 1:
+            wr = ay1
+        elif r == 2:
+            wr = ay2
+        elif r == 3:
+            wr = ay3
+        yy = iy - 1 + r
+        x0 = ix - 1
+        # Horizontal taps of this row, all three channels (contiguous in memory).
+        rr = (
+            ax0 * coef[yy, x0, 0]
+            + ax1 * coef[yy, x0 + 1, 0]
+            + ax2 * coef[yy, x0 + 2, 0]
+            + ax3 * coef[yy, x0 + 3, 0]
+        )
+        gg = (
+            ax0 * coef[yy, x0, 1]
+            + ax1 * coef[yy, x0 + 1, 1]
+            + ax2 * coef[yy, x0 + 2, 1]
+            + ax3 * coef[yy, x0 + 3, 1]
+        )
+        bb = (
+            ax0 * coef[yy, x0, 2]
+            + ax1 * coef[yy, x0 + 1, 2]
+            + ax2 * coef[yy, x0 + 2, 2]
+            + ax3 * coef[yy, x0 + 3, 2]
+        )
+        r0 += wr * rr
+        g0 += wr * gg
+        b0 += wr * bb
+    out3[0] = r0
+    out3[1] = g0
+    out3[2] = b0
 
 
 @njit(**_FAST)
