@@ -350,8 +350,8 @@ def _runner():
     return sys.modules[f"{PACKAGE}.blender_addon.runner"]
 
 
-def _jobs():
-    return sys.modules[f"{PACKAGE}.blender_addon.jobs"]
+def _commands():
+    return sys.modules[f"{PACKAGE}.blender_addon.commands"]
 
 
 def _error_of(call) -> str:
@@ -533,7 +533,7 @@ def scenario_animate(config: dict) -> dict:
     settings.drift_auto = False
     settings.drift_direction = 90.0
     settings.drift_speed = 3.5
-    job = _jobs().animate_job(scene)
+    job = _commands().animate_job(scene)
     argv = json.loads((job.job_dir / "job.json").read_text())["argv"]
     seen["job_flags"] = {k: argv[argv.index(k) + 1] for k in ("--motion-map", "--drift-direction",
                                                             "--drift-speed")}  # fmt: skip
