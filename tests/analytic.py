@@ -51,6 +51,10 @@ class GaussianFieldBackend:
         ratio = TRAIN_STEPS // steps
         return [int(t) for t in (np.arange(steps) * ratio + 1)[::-1]]
 
+    def previous_timestep(self, i: int, timesteps: list[int]) -> int | None:
+        """Leading spacing: a step lands on the next listed timestep (None: the last)."""
+        return timesteps[i + 1] if i + 1 < len(timesteps) else None
+
     def encode_prompt(self, prompt: str, negative: str, guidance: float) -> None:
         return None  # the field has no text condition
 
@@ -67,8 +71,9 @@ class GaussianFieldBackend:
         eps = (x - alpha**0.5 * x0) / (1 - alpha) ** 0.5
         return eps.to(latents.dtype)
 
-    def decode_frame(self, latent: torch.Tensor) -> np.ndarray:
-        """Channel 0 as grey levels (±3σ → 0…255), for looking at, not for measuring."""
+    def decode_frame(self, latent: torch.Tensor, *, wrap: bool = True) -> np.ndarray:
+        """Channel 0 as grey levels (±3σ → 0…255), for looking at, not for measuring
+        (per pixel, so ``wrap`` changes nothing)."""
         grey = ((latent[0].clamp(-3, 3) + 3) / 6 * 255).round().to(torch.uint8).cpu().numpy()
         return np.repeat(grey[:, :, None], 3, axis=2)
 

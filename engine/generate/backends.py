@@ -34,6 +34,26 @@ ANIMATEDIFF_WINDOW_FRAMES = 16
 ANIMATEDIFF_FPS = 8.0
 #: Latent columns of wrapped context each side when decoding (the VAE's reach is wide).
 DECODE_PAD = 8
+#: AnimateDiff's motion modules were trained with linear betas; diffusers documents this
+#: DDIM setup for every AnimateDiff pipeline (SD 1.5 bases ship PNDM, scaled_linear, leading).
+ANIMATEDIFF_SCHEDULE = {
+    "beta_schedule": "linear",
+    "clip_sample": False,
+    "timestep_spacing": "linspace",
+    "steps_offset": 1,
+}
+
+
+def animatediff_scheduler(config: Any) -> Any:
+    """DDIM from a base's scheduler config with AnimateDiff's recipe on top.
+
+    Only the recipe's four fields change; the config's betas range, training length,
+    ``prediction_type`` and ``set_alpha_to_one`` are kept, as diffusers'
+    ``DDIMScheduler.from_pretrained(base, subfolder="scheduler", **recipe)`` does.
+    """
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler.from_config(dict(config), **ANIMATEDIFF_SCHEDULE)
 
 
 class Backend(Protocol):
@@ -49,11 +69,13 @@ class Backend(Protocol):
 
     def timesteps(self, steps: int) -> list[int]: ...
 
+    def previous_timestep(self, i: int, timesteps: list[int]) -> int | None: ...
+
     def encode_prompt(self, prompt: str, negative: str, guidance: float) -> Any: ...
 
     def predict_noise(self, latents: Any, timestep: int, prompt: Any, guidance: float) -> Any: ...
 
-    def decode_frame(self, latent: Any) -> Any: ...
+    def decode_frame(self, latent: Any, *, wrap: bool = True) -> Any: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -132,7 +154,6 @@ class AnimateDiffBackend:
 
     def __init__(self, pipe: Any, info: ModelInfo, *, window_frames: int, device: str) -> None:
         import torch
-        from diffusers import DDIMScheduler
 
         self.pipe = pipe
         self.info = info
@@ -141,9 +162,9 @@ class AnimateDiffBackend:
         self.vae_factor = info.vae_factor
         self.align = info.align
         self.window = (window_frames, info.sample_size, info.sample_size)
-        # The sampler takes DDIM (η = 0) steps on the model's own noise schedule, as
-        # DynamicScaler does; a copy keeps the loaded pipeline's scheduler untouched.
-        self.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        # The sampler takes DDIM (η = 0) steps on AnimateDiff's noise schedule (linear
+        # betas, linspace spacing); a copy keeps the loaded pipeline's scheduler untouched.
+        self.scheduler = animatediff_scheduler(pipe.scheduler.config)
         self.prediction_type = self.scheduler.config.prediction_type
         # ᾱ stays on the host in float64 numpy: the sampler reads Python floats from it,
         # and no float64 tensor ever reaches the device (MPS has no float64).
@@ -157,6 +178,18 @@ class AnimateDiffBackend:
     def timesteps(self, steps: int) -> list[int]:
         self.scheduler.set_timesteps(steps)
         return [int(t) for t in self.scheduler.timesteps]
+
+    def previous_timestep(self, i: int, timesteps: list[int]) -> int | None:
+        """Where diffusers' DDIM step from ``timesteps[i]`` lands: ``t − T/n`` (T training
+        steps, n steps), None below 0 (the final ᾱ). With linspace spacing this is not the
+        next listed timestep (999 → 959, then 958 is evaluated): kept as diffusers does."""
+        prev = timesteps[i] - self.scheduler.config.num_train_timesteps // len(timesteps)
+        return prev if prev >= 0 else None
+
+    def schedule_summary(self) -> dict[str, Any]:
+        """The noise schedule for the manifest (timesteps are added by the caller)."""
+        config = self.scheduler.config
+        return {"beta_schedule": config.beta_schedule, "timestep_spacing": config.timestep_spacing}
 
     def encode_prompt(self, prompt: str, negative: str, guidance: float) -> PromptEmbeds:
         """Encode prompt and negative prompt in 77-token chunks, concatenated.
@@ -217,23 +250,32 @@ class AnimateDiffBackend:
             out = alpha**0.5 * out + (1 - alpha) ** 0.5 * latents.float()
         return out
 
-    def decode_frame(self, latent: Any) -> Any:
-        """One latent frame (C, h, W) → uint8 RGB (h·f, W·f, 3), wrapped so no seam is added.
+    def decode_frame(self, latent: Any, *, wrap: bool = True) -> Any:
+        """One latent frame (C, h, W) → uint8 RGB (h·f, W·f, 3); see :meth:`decode_pixels`."""
+        import torch
 
-        The latent is padded with ``DECODE_PAD`` wrapped columns each side, decoded and
-        cropped: plain VAE decoding treats the left and right edges as borders. A latent
-        or a decoded image holding NaN or ±Inf is never turned into pixels (it would
-        clamp to black or white): see :meth:`decode_finite`.
+        image = self.decode_pixels(latent, wrap=wrap)
+        return (image * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+    def decode_pixels(self, latent: Any, *, wrap: bool = True) -> Any:
+        """One latent frame (C, h, W) → float RGB (3, h·f, W·f) in [0, 1] on the CPU.
+
+        With ``wrap`` the latent is padded with ``DECODE_PAD`` wrapped columns each side,
+        decoded and cropped, so no seam is added (plain VAE decoding treats the left and
+        right edges as borders); without, it is decoded as diffusers' pipelines do. A
+        latent or a decoded image holding NaN or ±Inf is never turned into pixels (it
+        would clamp to black or white): see :meth:`decode_finite`.
         """
         import torch
 
-        pad = min(DECODE_PAD, latent.shape[-1])
-        padded = torch.cat([latent[..., -pad:], latent, latent[..., :pad]], dim=-1)
+        pad = min(DECODE_PAD, latent.shape[-1]) if wrap else 0
+        padded = (
+            torch.cat([latent[..., -pad:], latent, latent[..., :pad]], dim=-1) if pad else latent
+        )
         image = self.decode_finite(padded)
         crop = pad * self.vae_factor
         image = image[:, :, crop : image.shape[-1] - crop]
-        image = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        return image.permute(1, 2, 0).cpu().numpy()
+        return (image / 2 + 0.5).clamp(0, 1).cpu()
 
     def decode_finite(self, latent: Any) -> Any:
         """Decode (C, h, w) → float image (3, h·f, w·f) in [-1, 1], finite or an error.
@@ -276,8 +318,9 @@ class AnimateDiffBackend:
     def describe(self) -> dict[str, Any]:
         described = {
             "backend": "animatediff",
-            "model": self.info.source,
+            "model": self.info.name,
             "revision": self.info.revision,
+            "variant": self.info.variant,
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
             "window": list(self.window),
@@ -288,8 +331,8 @@ class AnimateDiffBackend:
             "attention": self.attention,
         }
         if self.info.adapter is not None:
-            described["motion_adapter"] = self.info.adapter.source
-            described["motion_adapter_revision"] = self.info.adapter.revision
+            described["motion_adapter"] = self.info.adapter.source.name
+            described["motion_adapter_revision"] = self.info.adapter.source.revision
         return described
 
     #: True under model CPU offload: modules wait on the CPU and their hooks move them.

@@ -133,6 +133,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--motion-adapter", help="MotionAdapter hub id or folder for an SD 1.5 base"
     )
+    parser.add_argument("--revision", help="hub commit, branch or tag of --model (pins it)")
+    parser.add_argument(
+        "--motion-adapter-revision", help="hub commit, branch or tag of --motion-adapter"
+    )
+    parser.add_argument(
+        "--variant",
+        help="weight variant to load, e.g. fp16 (default: fp16 on a GPU when the model "
+        "has it, else the full-precision files)",
+    )
     parser.add_argument("--offline", action="store_true", help="never reach the hub")
     parser.add_argument(
         "--cpu-offload",
@@ -198,7 +207,7 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     """Check everything, load the model, sample, decode and write the folder atomically."""
     from ..media import check_output_free
     from .backends import ANIMATEDIFF_FPS, ANIMATEDIFF_WINDOW_FRAMES
-    from .loading import inspect_model
+    from .loading import inspect_model, pick_device, pick_dtype
     from .sampler import GenerateRequest, check_request_numbers, check_request_sizes
     from .wan import WAN_MODEL_FPS, WAN_PIPELINE, model_class, parse_lora
 
@@ -210,7 +219,7 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     window_size = parse_window_size(args.window_size) if args.window_size else None
     loras = [parse_lora(text) for text in args.lora]
     check_output_free(args.out)
-    wan = model_class(args.model, offline=args.offline) == WAN_PIPELINE
+    wan = model_class(args.model, offline=args.offline, revision=args.revision) == WAN_PIPELINE
     if not wan and (loras or window_size):
         raise BadInput(f"--lora and --window-size are for Wan models; {args.model} is not one")
     native_fps = WAN_MODEL_FPS if wan else ANIMATEDIFF_FPS
@@ -240,8 +249,24 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     )
     check_request_numbers(request)
     if wan:
+        if args.variant or args.revision or args.motion_adapter_revision:
+            raise BadInput("--revision and --variant are for AnimateDiff models so far")
         return _run_wan(args, request, ctx, timing, window_size=window_size, loras=loras)
-    info = inspect_model(args.model, motion_adapter=args.motion_adapter, offline=args.offline)
+    device = pick_device(args.device)  # names and availability, before anything loads
+    gpu_fp16 = device != "cpu" and str(pick_dtype(args.dtype, device)) == "torch.float16"
+    info = inspect_model(
+        args.model,
+        motion_adapter=args.motion_adapter,
+        offline=args.offline,
+        revision=args.revision,
+        adapter_revision=args.motion_adapter_revision,
+        variant=args.variant,
+        prefer_fp16=gpu_fp16,
+    )
+    if args.steps > info.train_timesteps:
+        raise BadInput(
+            f"--steps {args.steps} exceeds the model's {info.train_timesteps} training timesteps"
+        )
     args.window_frames = args.window_frames or ANIMATEDIFF_WINDOW_FRAMES
     if args.window_frames > info.max_frames:
         raise BadInput(
@@ -257,7 +282,7 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     with ctx.timed("load"):
         backend = load_animatediff(
             info,
-            device=args.device,
+            device=device,
             dtype=args.dtype,
             window_frames=args.window_frames,
             offline=args.offline,
@@ -351,6 +376,13 @@ def check_memory(
     return vae_tiling
 
 
+def scheduler_record(backend: object, result: object) -> dict:
+    """The manifest's ``scheduler``: beta schedule and spacing (when the backend names
+    them) and the first stage's timesteps, in order."""
+    summary = getattr(backend, "schedule_summary", dict)()
+    return {**summary, "timesteps": result.first_stage_timesteps()}
+
+
 def generate_to_folder(
     backend: object,
     request: object,
@@ -382,10 +414,10 @@ def generate_to_folder(
         write_image,
         write_manifest,
     )
-    from .sampler import decode_video, sample_latent
+    from .sampler import SINGLE, decode_video, sample_latent
 
     result = sample_latent(backend, request, ctx)
-    frames = decode_video(backend, result.latent, ctx)
+    frames = decode_video(backend, result.latent, ctx, wrap=request.schedule != SINGLE)
     frames = interpolate_to_rate(frames, timing, ctx)
     with atomic_output_dir(out) as tmp:
         with ctx.timed("write"):
@@ -415,6 +447,7 @@ def generate_to_folder(
             guidance=request.guidance,
             **backend.describe(),
             schedule=request.schedule,
+            scheduler=scheduler_record(backend, result),
             stages=[s.to_dict() for s in result.stages],
             sphere_views={
                 "latitudes": list(request.sphere_latitudes),

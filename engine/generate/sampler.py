@@ -32,8 +32,15 @@ import torch.nn.functional as nnf
 from ..errors import BadInput
 from ..progress import JobContext
 from . import schedule as sch
-from .ring import View, accumulate, gather, gather_mask, mark_written, scatter
+from .ring import View, accumulate, gather, gather_mask, mark_written, scatter, window_view
 from .steprule import StepRule, step_rule
+
+#: The reference schedule: the whole latent is one window in every step — no shifting,
+#: no sphere or camera views, no blended tail, no coarse pass — and frames decode without
+#: wrapped columns: exactly what diffusers' ``AnimateDiffPipeline`` computes (the tests
+#: compare the two). Library only; a panorama made this way has seams.
+SINGLE = "single"
+SCHEDULES = ("dynamic", "windows", "fixed", SINGLE)
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,7 @@ class GenerateRequest:
     guidance: float = 7.5
     seed: int = 0
     negative: str = ""
-    schedule: str = "dynamic"  # "dynamic" | "windows" | "fixed"
+    schedule: str = "dynamic"  # "dynamic" | "windows" | "fixed" | "single" (see SINGLE)
     cameras: Sequence[Any] = ()
     sphere_latitudes: Sequence[float] = sch.SPHERE_LATITUDES
     sphere_longitudes: int = sch.SPHERE_LONGITUDES
@@ -65,8 +72,13 @@ class SampleResult:
 
     latent: torch.Tensor
     stages: list[sch.Stage]
+    timesteps: list[int] = field(default_factory=list)  # the backend's, for all steps
     window_pixels: list[float] = field(default_factory=list)  # per step, per latent pixel
     prompt_info: dict[str, int] = field(default_factory=dict)  # tokens and chunks, if any
+
+    def first_stage_timesteps(self) -> list[int]:
+        """The timesteps the first stage denoises at, in order (for the manifest)."""
+        return self.timesteps[self.stages[0].start : self.stages[0].stop]
 
 
 def check_request(request: GenerateRequest, backend: Any) -> None:
@@ -96,8 +108,8 @@ def check_request_numbers(request: GenerateRequest) -> None:
         raise BadInput(f"guidance must be a finite number ≥ 0, got {request.guidance}")
     if request.frames <= 0:
         raise BadInput(f"frames must be at least 1, got {request.frames}")
-    if request.schedule not in ("dynamic", "windows", "fixed"):
-        raise BadInput(f"schedule must be dynamic, windows or fixed, got {request.schedule!r}")
+    if request.schedule not in SCHEDULES:
+        raise BadInput(f"schedule must be one of {', '.join(SCHEDULES)}, got {request.schedule!r}")
     if request.blend_steps is not None and request.blend_steps < 0:
         raise BadInput(f"blend_steps must be at least 0, got {request.blend_steps}")
     if not 0 <= request.camera_margin <= 1:  # NaN fails too
@@ -129,6 +141,8 @@ def check_request_sizes(
         if value % step:
             raise BadInput(f"{name} {value} is not a multiple of {step} (VAE factor × UNet factor)")
     fw, h, _ = window
+    if request.schedule == SINGLE:
+        return  # the whole latent is the window: any aligned size the model accepts
     if request.height // vae_factor < h:
         raise BadInput(
             f"height {request.height} is below the model's window of {h * vae_factor} pixels"
@@ -142,12 +156,20 @@ def check_request_sizes(
 # --------------------------------------------------------------------------- the loop
 
 
-def sample_latent(backend: Any, request: GenerateRequest, ctx: JobContext) -> SampleResult:
-    """Sample the clean ring latent for ``request`` with ``backend``."""
+def sample_latent(
+    backend: Any, request: GenerateRequest, ctx: JobContext, *, latents: torch.Tensor | None = None
+) -> SampleResult:
+    """Sample the clean ring latent for ``request`` with ``backend``.
+
+    ``latents`` (C, F, H, W), like diffusers' ``latents=``, replaces the initial noise
+    (the seeded generator still drives any later re-noising).
+    """
     # 1. Check inputs.
     check_request(request, backend)
-    window = sch.WindowGrid(backend.window, backend.align)
     H, W = request.height // backend.vae_factor, request.width // backend.vae_factor
+    latent_frames = request.frames // getattr(backend, "time_factor", 1)
+    size = (latent_frames, H, W) if request.schedule == SINGLE else backend.window
+    window = sch.WindowGrid(size, backend.align)
     # 2. Encode the prompt (and the negative prompt for classifier-free guidance).
     with ctx.timed("encode_prompt"):
         embeds = backend.encode_prompt(request.prompt, request.negative, request.guidance)
@@ -155,16 +177,21 @@ def sample_latent(backend: Any, request: GenerateRequest, ctx: JobContext) -> Sa
     rule = step_rule(backend)
     timesteps = backend.timesteps(request.steps)
     levels = [rule.level(t) for t in timesteps] + [rule.final_level]
+    targets = step_targets(backend, rule, timesteps, levels)
     stages = sch.plan_stages(
         request.steps, (H, W), window, schedule=request.schedule, blend_steps=request.blend_steps
     )
     # 4. Initial latents: unit Gaussian noise on the first stage's canvas.
     generator = torch.Generator("cpu").manual_seed(request.seed)
     scale = stages[0].scale
-    latent_frames = request.frames // getattr(backend, "time_factor", 1)
     shape = (backend.latent_channels, latent_frames, H // scale, W // scale)
-    x = _noise(shape, generator, backend.device)
-    result = SampleResult(latent=x, stages=stages)
+    if latents is None:
+        x = _noise(shape, generator, backend.device)
+    elif tuple(latents.shape) != shape:
+        raise BadInput(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+    else:
+        x = latents.to(backend.device, torch.float32)
+    result = SampleResult(latent=x, stages=stages, timesteps=timesteps)
     if hasattr(embeds, "describe"):
         result.prompt_info = embeds.describe()
     total = sum(s.stop - s.start for s in stages)
@@ -182,7 +209,7 @@ def sample_latent(backend: Any, request: GenerateRequest, ctx: JobContext) -> Sa
                 ctx.step(f"denoise ({stage.name})", done, total)
                 step = _StepState(
                     backend, rule, embeds, request.guidance, timesteps[i], levels[i],
-                    levels[i + 1], generator, ctx,
+                    targets[i], generator, ctx,
                 )  # fmt: skip
                 views = _stage_views(stage, i, window, grid, request)
                 if stage.views == "blend":
@@ -194,6 +221,19 @@ def sample_latent(backend: Any, request: GenerateRequest, ctx: JobContext) -> Sa
     return result
 
 
+def step_targets(
+    backend: Any, rule: StepRule, timesteps: list[int], levels: list[float]
+) -> list[float]:
+    """The level each step lands on: the next step's level, unless the backend says where
+    its own scheduler's step lands (``previous_timestep``: diffusers' DDIM goes from t to
+    t − T/n, which linspace spacing makes differ from the next listed timestep)."""
+    previous = getattr(backend, "previous_timestep", None)
+    if previous is None:
+        return levels[1:]
+    landing = [previous(i, timesteps) for i in range(len(timesteps))]
+    return [rule.final_level if t is None else rule.level(t) for t in landing]
+
+
 def _noise(shape: tuple[int, ...], generator: torch.Generator, device: Any) -> torch.Tensor:
     return torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
 
@@ -201,6 +241,8 @@ def _noise(shape: tuple[int, ...], generator: torch.Generator, device: Any) -> t
 def _stage_views(
     stage: sch.Stage, i: int, window: sch.WindowGrid, grid: tuple, request: GenerateRequest
 ) -> list[View]:
+    if stage.views == SINGLE:
+        return [window_view(0, 0, 0, grid, grid)]
     if stage.views == "fixed":
         views = sch.fixed_windows(window, grid)
     elif stage.views == "blend":
@@ -315,8 +357,11 @@ def _upscale_and_renoise(
 # --------------------------------------------------------------------------- decode
 
 
-def decode_video(backend: Any, latent: torch.Tensor, ctx: JobContext) -> list[np.ndarray]:
-    """Decode every frame of the ring latent (C, F, H, W) with wrapped columns.
+def decode_video(
+    backend: Any, latent: torch.Tensor, ctx: JobContext, *, wrap: bool = True
+) -> list[np.ndarray]:
+    """Decode every frame of the ring latent (C, F, H, W), with wrapped columns unless
+    ``wrap`` is False (the reference schedule decodes as diffusers does).
 
     A backend whose VAE mixes frames (Wan's causal, time-compressing decoder) decodes
     the ring itself with its ``decode_video`` (wrapped temporal context)."""
@@ -328,5 +373,5 @@ def decode_video(backend: Any, latent: torch.Tensor, ctx: JobContext) -> list[np
     with ctx.timed("decode"):
         for f in range(count):
             ctx.step("decode", f + 1, count)
-            frames.append(backend.decode_frame(latent[:, f]))
+            frames.append(backend.decode_frame(latent[:, f], wrap=wrap))
     return frames

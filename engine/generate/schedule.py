@@ -370,6 +370,7 @@ class Stage:
     """A run of denoising steps ``[start, stop)`` (indices into the timesteps) on one canvas.
 
     ``views``: ``"sphere"`` (sphere views, then windows for any cell left unwritten),
+    ``"single"`` (the whole latent as one window, the diffusers reference),
     ``"windows"`` (shifted windows), ``"blend"`` (the blended tail: two tilings half a
     window apart, averaged) or ``"fixed"`` (the unshifted baseline).
     ``scale``: 1 for the output canvas, 2 for the half-size coarse canvas.
@@ -415,10 +416,13 @@ def plan_stages(
     (Global Motion Guidance); otherwise sphere views then shifted windows at full size.
     ``"windows"``: shifted windows only. Both end with ``blend_steps`` steps of the
     blended tail on the output canvas (default :func:`default_blend_steps`).
-    ``"fixed"``: the unshifted tiling baseline.
+    ``"fixed"``: the unshifted tiling baseline. ``"single"``: the whole latent as one
+    window in every step (the diffusers reference; see :data:`.sampler.SINGLE`).
     """
     if schedule == "fixed":
         return [Stage("fixed", "fixed", 0, steps)]
+    if schedule == "single":
+        return [Stage("single", "single", 0, steps)]
     tail = default_blend_steps(steps) if blend_steps is None else max(0, min(blend_steps, steps))
     if schedule == "windows":
         return _with_tail([Stage("windows", "windows", 0, steps)], steps - tail)

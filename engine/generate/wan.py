@@ -30,7 +30,14 @@ import numpy as np
 
 from ..errors import BadInput, PanoLoopError
 from .backends import DECODE_PAD
-from .loading import PICKLE_SUFFIXES, _read_json, check_safetensors, pick_device, resolve_source
+from .loading import (
+    PICKLE_SUFFIXES,
+    _read_json,
+    check_safetensors,
+    locate_source,
+    pick_device,
+    resolve_source,
+)
 from .steprule import FlowMatchRule
 
 #: ``_class_name`` of a Wan 2.1 text-to-video pipeline in ``model_index.json``.
@@ -47,9 +54,10 @@ DECODE_WARMUP = 4
 DECODE_CHUNK = 8
 
 
-def model_class(source: str, *, offline: bool) -> str:
-    """The pipeline class a model folder or hub id declares (``_class_name``), or ``""``."""
-    folder, _ = resolve_source(source, offline=offline)
+def model_class(source: str, *, offline: bool, revision: str | None = None) -> str:
+    """The pipeline class a model folder or hub id declares (``_class_name``), or ``""``
+    (for a hub id only ``model_index.json`` is fetched)."""
+    folder = locate_source(source, offline=offline, revision=revision, components=()).folder
     index_path = folder / "model_index.json"
     if not index_path.is_file():
         return ""  # inspect_model names the missing file
