@@ -11,8 +11,16 @@
    random weights — speed and memory do not depend on weight values) denoising one
    window of ``--full-frames`` frames on the ring (a whole step at full size is too
    slow for this CPU). Baseline: the same model at the small size.
-3. On a CUDA machine, also time per step and peak VRAM at 1K, 2K and 4K widths with
-   the full-size model in float16.
+3. **The GPU check** (``--parts cuda``): the full-size AnimateDiff built from the known
+   configs below (SD 1.5 UNet, VAE and CLIP text encoder; motion adapter v1-5-2),
+   random weights, float16: time per denoising step (16-frame windows, shifted
+   windows, guidance on) and peak VRAM at 1024, 2048 and 4096 px wide; one frame decoded
+   in float16 at each width (VAE tiling at 4096, as ``generate`` does) and checked free of
+   NaN/Inf (random weights: this proves the path, not a real VAE's range); and model CPU
+   offload, which must give the same latent as the plain run with less VRAM. Without
+   CUDA it stops with a message saying nothing was measured.
+   ``--parts cuda --device cpu --tiny`` runs the same plumbing on the CPU with tiny
+   configs (widths 128, 256, 512) — a dry run, no figures worth quoting.
 4. **Wan 2.1** (``wan`` part): the work table for Wan's native window (21 latent frames
    × 60 × 104, its 81-frame 480×832 training clip; patch 2) on a 2048×1024, 84-frame
    ring, and peak memory at 1× and 4× width for the full-size Wan2.1-T2V-1.3B
@@ -20,7 +28,8 @@
    window call of ``--full-frames`` latent frames on a 16-frame ring without guidance
    (a whole step at full size is far too slow for this CPU).
 
-Run: ``.venv/bin/python bench/generate.py [--parts work,tiny,full,cuda,wan] [--full-frames 2]``.
+Run: ``.venv/bin/python bench/generate.py [--parts work,tiny,full,cuda,wan] [--full-frames 2]``
+or ``bench/generate.py --parts cuda`` on a machine with an NVIDIA GPU.
 """
 
 from __future__ import annotations
@@ -134,63 +143,162 @@ def reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def full_size_backend(window_frames: int, device: str, dtype: str):
-    """The AnimateDiff architecture at full size from its published configs, random weights."""
+# Known configs (the hub's stable-diffusion-v1-5 unet/vae/text_encoder/scheduler and
+# guoyww/animatediff-motion-adapter-v1-5-2 config.json), so the bench needs no download.
+SD15_UNET = {
+    "act_fn": "silu",
+    "attention_head_dim": 8,
+    "block_out_channels": [320, 640, 1280, 1280],
+    "center_input_sample": False,
+    "cross_attention_dim": 768,
+    "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+    "downsample_padding": 1,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "in_channels": 4,
+    "layers_per_block": 2,
+    "mid_block_scale_factor": 1,
+    "norm_eps": 1e-05,
+    "norm_num_groups": 32,
+    "out_channels": 4,
+    "sample_size": 64,
+    "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
+}
+SD15_VAE = {
+    "act_fn": "silu",
+    "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "in_channels": 3,
+    "latent_channels": 4,
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+    "out_channels": 3,
+    "sample_size": 512,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+}
+SD15_TEXT = {
+    "hidden_act": "quick_gelu",
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "max_position_embeddings": 77,
+    "num_attention_heads": 12,
+    "num_hidden_layers": 12,
+    "projection_dim": 768,
+    "vocab_size": 49408,
+}
+SD15_SCHEDULER = {
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+}
+ADAPTER_V152 = {
+    "block_out_channels": [320, 640, 1280, 1280],
+    "motion_activation_fn": "geglu",
+    "motion_attention_bias": False,
+    "motion_cross_attention_dim": None,
+    "motion_layers_per_block": 2,
+    "motion_max_seq_length": 32,
+    "motion_mid_block_layers_per_block": 1,
+    "motion_norm_num_groups": 32,
+    "motion_num_attention_heads": 8,
+    "use_motion_mid_block": True,
+}
+FULL = {"unet": SD15_UNET, "vae": SD15_VAE, "text": SD15_TEXT, "adapter": ADAPTER_V152}
+#: The tests' tiny AnimateDiff shapes (tests/tiny_models.py), for the CPU dry run.
+TINY = {
+    "unet": {
+        "block_out_channels": [32, 64],
+        "layers_per_block": 1,
+        "sample_size": 8,
+        "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+        "cross_attention_dim": 32,
+        "norm_num_groups": 2,
+        "attention_head_dim": 8,
+    },
+    "vae": {
+        "block_out_channels": [16, 16, 16, 16],
+        "down_block_types": ["DownEncoderBlock2D"] * 4,
+        "up_block_types": ["UpDecoderBlock2D"] * 4,
+        "norm_num_groups": 2,
+        "layers_per_block": 1,
+        "sample_size": 64,
+    },
+    "text": {
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_attention_heads": 4,
+        "num_hidden_layers": 2,
+        "max_position_embeddings": 77,
+        "vocab_size": 1000,
+    },
+    "adapter": {
+        "block_out_channels": [32, 64],
+        "motion_layers_per_block": 1,
+        "motion_norm_num_groups": 2,
+        "motion_num_attention_heads": 4,
+        "motion_max_seq_length": 32,
+    },
+}
+
+
+def known_backend(
+    configs: dict, window_frames: int, device: str, dtype: str, cpu_offload: bool = False
+):
+    """AnimateDiff from ``configs`` (``FULL`` or ``TINY``) with random weights, behind our
+    backend, exactly as the loader assembles it (SD 1.5 UNet + motion adapter joined by
+    ``AnimateDiffPipeline``, AnimateDiff's DDIM recipe on the base's scheduler config)."""
     import torch
-    from diffusers import (
-        AnimateDiffPipeline,
-        AutoencoderKL,
-        DDIMScheduler,
-        MotionAdapter,
-        UNet2DConditionModel,
-        UNetMotionModel,
-    )
+    from diffusers import AnimateDiffPipeline, AutoencoderKL, MotionAdapter, UNet2DConditionModel
     from tiny_models import _tiny_clip_tokenizer
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from engine.generate.backends import AnimateDiffBackend
-    from engine.generate.loading import ModelInfo, pick_dtype
+    from engine.generate.backends import AnimateDiffBackend, animatediff_scheduler
+    from engine.generate.loading import ModelInfo, Source, pick_dtype
 
     torch_dtype = pick_dtype(dtype, device)
     torch.manual_seed(0)
-    unet2d = UNet2DConditionModel(sample_size=64, cross_attention_dim=768)  # SD 1.5 defaults
-    adapter = MotionAdapter()  # the v1.5 motion adapter's defaults
-    unet = UNetMotionModel.from_unet2d(unet2d, adapter)
-    del unet2d
-    vae = AutoencoderKL(
-        block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=2,
-        latent_channels=4,
-        sample_size=512,
-    )
-    text = CLIPTextModel(
-        CLIPTextConfig(
-            hidden_size=768,
-            intermediate_size=3072,
-            num_attention_heads=12,
-            num_hidden_layers=12,
-            projection_dim=768,
-            max_position_embeddings=77,
-        )
-    )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="linear",
-        clip_sample=False,
-        steps_offset=1,
-        set_alpha_to_one=False,
-    )
+    # Random init of ~1.3 B parameters is minutes on a CPU: build where the model runs.
+    with torch.device("cpu" if cpu_offload else device):
+        unet = UNet2DConditionModel.from_config(configs["unet"])
+        adapter = MotionAdapter.from_config(configs["adapter"])
+        vae = AutoencoderKL.from_config(configs["vae"])
+        text = CLIPTextModel(CLIPTextConfig(**configs["text"]))
     tokenizer = _tiny_clip_tokenizer(Path(tempfile.mkdtemp()) / "tok")
-    pipe = AnimateDiffPipeline(vae, text, tokenizer, unet, adapter, scheduler).to(
-        device, torch_dtype
+    pipe = AnimateDiffPipeline(
+        vae=vae,
+        text_encoder=text,
+        tokenizer=tokenizer,
+        unet=unet,
+        motion_adapter=adapter,
+        scheduler=animatediff_scheduler(SD15_SCHEDULER),
     )
+    if cpu_offload:
+        pipe.to(dtype=torch_dtype)
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device, torch_dtype)
+    blocks = configs["unet"]["block_out_channels"]
     info = ModelInfo(
-        Path("."), "random full-size AnimateDiff (SD 1.5 + v1.5 adapter)", "random", 8, 64, 8, 32
+        source=Source(
+            "random AnimateDiff (SD 1.5 + adapter v1-5-2 configs)", Path("."), "random", ()
+        ),  # fmt: skip
+        vae_factor=2 ** (len(configs["vae"]["block_out_channels"]) - 1),
+        sample_size=configs["unet"]["sample_size"],
+        align=2 ** (len(blocks) - 1),
+        max_frames=configs["adapter"]["motion_max_seq_length"],
+        unet_class="UNetMotionModel",
+        tokenizer_class="CLIPTokenizer",
+        scheduler_config=SD15_SCHEDULER,
+        train_timesteps=1000,
     )
-    return AnimateDiffBackend(pipe, info, window_frames=window_frames, device=device)
+    backend = AnimateDiffBackend(pipe, info, window_frames=window_frames, device=device)
+    backend.offloaded = cpu_offload
+    return backend
 
 
 def full_size_wan_backend(window_frames: int, device: str):
@@ -230,7 +338,12 @@ def measure(args: argparse.Namespace) -> None:
     elif args.measure == "wan":
         backend = full_size_wan_backend(args.window_frames, args.device)
     else:
-        backend = full_size_backend(args.window_frames, args.device, args.dtype)
+        configs = TINY if args.measure == "known-tiny" else FULL
+        backend = known_backend(
+            configs, args.window_frames, args.device, args.dtype, args.cpu_offload
+        )
+    if args.decode and args.width >= 4096:
+        backend.pipe.vae.enable_tiling()  # as generate does by itself at 4096 and wider
     cuda = args.device.startswith("cuda")
     request = GenerateRequest(
         "a misty pine forest",
@@ -275,14 +388,15 @@ def measure(args: argparse.Namespace) -> None:
             ctx,
         )
         views = sch.shifted_windows(0, window, grid)[: args.views]
-        step.run(x, views, window, 0, fill=False)
+        latent, _ = step.run(x, views, window, 0, fill=False)
         calls = len(views)
     else:
-        sample_latent(backend, request, ctx)
+        latent = sample_latent(backend, request, ctx).latent
         calls = None
     if cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
+    decoded = decode_check(backend, latent) if args.decode else {}
     status = read_status()
     print(
         json.dumps(
@@ -294,9 +408,81 @@ def measure(args: argparse.Namespace) -> None:
                 "calls": calls,
                 "steps": args.steps,
                 "vram_peak_bytes": torch.cuda.max_memory_allocated() if cuda else None,
+                "dtype": str(getattr(backend, "dtype", "")).removeprefix("torch."),
+                "latent_mean_abs": float(latent.abs().mean()) if not args.views else None,
+                **decoded,
             }
         )
     )
+
+
+def decode_check(backend, latent) -> dict:
+    """Decode frame 0 in the pipeline's dtype: finite or not, whether the VAE had to be
+    upcast, and the time it took."""
+    import torch
+
+    from engine.errors import PanoLoopError
+
+    start = time.perf_counter()
+    try:
+        image = backend.decode_pixels(latent[:, 0])
+        finite = bool(torch.isfinite(image).all())
+    except PanoLoopError:
+        finite = False
+    return {
+        "decode_finite": finite,
+        "vae_upcast": bool(getattr(backend, "vae_upcast", False)),
+        "decode_seconds": time.perf_counter() - start,
+    }
+
+
+def cuda_check(args: argparse.Namespace) -> int:
+    """Part 3: time per step, peak VRAM, fp16 decoding and CPU offload, one child per run."""
+    import torch
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print(
+            f"3. CUDA is not available (torch {torch.__version__}, CUDA build "
+            f"{torch.version.cuda or 'none'}): the GPU check did not run and nothing was "
+            "measured. Run it on a machine with an NVIDIA GPU, or dry-run the plumbing "
+            "with --device cpu --tiny.",
+            file=sys.stderr,
+        )
+        return 1
+    tiny = args.tiny
+    measure = "known-tiny" if tiny else "full"
+    widths = (128, 256, 512) if tiny else (1024, 2048, 4096)
+    frames = "4" if tiny else "16"
+    dtype = (
+        args.dtype if args.dtype != "auto" else ("float32" if args.device == "cpu" else "float16")
+    )
+    common = ["--measure", measure, "--frames", frames, "--window-frames", frames,
+              "--device", args.device, "--dtype", dtype,
+              "--threads", str(args.threads)]  # fmt: skip
+    label = "tiny configs (dry run)" if tiny else "full-size AnimateDiff"
+    print(f"3. GPU check on {args.device}, {label}, {dtype}, {frames}-frame windows, "
+          "2 steps of shifted windows with guidance")  # fmt: skip
+    gib = 1 << 30
+    runs = {}
+    for width in widths:
+        r = child(*common, "--width", str(width), "--steps", "2", "--decode")
+        runs[width] = r
+        vram = f"{r['vram_peak_bytes'] / gib:6.2f} GiB" if r["vram_peak_bytes"] else "   n/a"
+        print(f"   {width:>5}×{width // 2}: {r['seconds'] / 2:7.2f} s/step, peak VRAM {vram}, "
+              f"decode {r['dtype']} finite={r['decode_finite']} upcast={r['vae_upcast']} "
+              f"({r['decode_seconds']:.2f} s/frame)")  # fmt: skip
+    first = widths[0]
+    off = child(*common, "--width", str(first), "--steps", "2", "--cpu-offload")
+    plain = runs[first]
+    same = abs(off["latent_mean_abs"] - plain["latent_mean_abs"]) <= 1e-3 * plain["latent_mean_abs"]
+    vram = "VRAM n/a"
+    if off["vram_peak_bytes"]:
+        vram = (f"peak VRAM {off['vram_peak_bytes'] / gib:.2f} GiB "
+                f"(plain {plain['vram_peak_bytes'] / gib:.2f})")  # fmt: skip
+    print(f"   CPU offload at {first}: {off['seconds'] / 2:.2f} s/step, {vram}, "
+          f"same latent as the plain run: {same}")  # fmt: skip
+    finite = all(r["decode_finite"] for r in runs.values())
+    return 0 if same and finite else 1
 
 
 def child(*flags: str) -> dict:
@@ -328,14 +514,23 @@ def main() -> int:
         "--parts", default="work,tiny,full,cuda,wan", help="comma-separated parts to run"
     )
     parser.add_argument("--full-frames", type=int, default=2, help="frames per full-size call")
-    parser.add_argument("--measure", choices=("tiny", "full", "wan"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--device", default="cuda", help="device of the GPU check (cpu only with --tiny)"
+    )
+    parser.add_argument(
+        "--tiny", action="store_true", help="GPU check with tiny configs (a dry run on the CPU)"
+    )
+    parser.add_argument(
+        "--measure", choices=("tiny", "full", "known-tiny", "wan"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--cpu-offload", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--decode", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--width", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--frames", type=int, default=4, help=argparse.SUPPRESS)
     parser.add_argument("--window-frames", type=int, default=4, help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--views", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     parser.add_argument("--dtype", default="auto", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -346,15 +541,16 @@ def main() -> int:
     parts = set(args.parts.split(","))
     if "work" in parts:
         work_table()
-
-    from tiny_models import build_tiny_animatediff
-
-    print("2. Peak memory (RSS) at 4× the width; baseline: the same model at 1×")
+    if parts & {"tiny", "full"}:
+        print("2. Peak memory (RSS) at 4× the width; baseline: the same model at 1×")
     if "tiny" in parts:
+        from tiny_models import build_tiny_animatediff
+
         with tempfile.TemporaryDirectory() as tmp:
             model = str(build_tiny_animatediff(Path(tmp) / "tiny"))
             tiny = [
-                child("--measure", "tiny", "--model", model, "--width", str(w)) for w in (256, 1024)
+                child("--measure", "tiny", "--model", model, "--width", str(w), "--device", "cpu")
+                for w in (256, 1024)
             ]
         memory_rows("tiny AnimateDiff,", *tiny)
     if "full" in parts:
@@ -373,7 +569,9 @@ def main() -> int:
                 "1",
                 "--threads",
                 "2",
-            )
+                "--device",
+                "cpu",
+            )  # fmt: skip
             for w in (1024, 4096)
         ]
         memory_rows(f"full-size AnimateDiff ({n}-frame window),", *full)
@@ -395,6 +593,8 @@ def main() -> int:
                 "1",
                 "--threads",
                 "2",
+                "--device",
+                "cpu",
             )  # fmt: skip
             for w in (1024, 4096)
         ]
@@ -402,35 +602,8 @@ def main() -> int:
         memory_rows(f"full-size Wan 1.3B transformer ({n}-latent-frame window),", *wan)
         print("   CUDA (time per step, VRAM at 2048 and 4096 widths): not measured here")
 
-    import torch
-
-    if "cuda" not in parts:
-        pass
-    elif torch.cuda.is_available():
-        print(
-            "3. CUDA, full-size AnimateDiff float16, 16-frame windows, 2 steps of shifted windows"
-        )
-        for width in (1024, 2048, 4096):
-            r = child(
-                "--measure",
-                "full",
-                "--width",
-                str(width),
-                "--frames",
-                "16",
-                "--window-frames",
-                "16",
-                "--steps",
-                "2",
-                "--device",
-                "cuda",
-            )
-            print(
-                f"   {width:>5}×{width // 2}: {r['seconds'] / 2:7.2f} s/step, "
-                f"peak VRAM {r['vram_peak_bytes'] / (1 << 30):6.2f} GiB"
-            )
-    else:
-        print("3. no CUDA device here: time per step and VRAM at 1K/2K/4K not measured")
+    if "cuda" in parts:
+        return cuda_check(args)
     return 0
 
 
