@@ -352,10 +352,10 @@ def positive_ints(config: dict, key: str, where: str) -> list[int]:
 
 
 def positive_number(config: dict, key: str, where: str, default: float) -> float:
+    """``config[key]`` as a finite number > 0 (booleans and strings refused)."""
     value = config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise BadInput(f"{where}: {key} must be a positive number, got {value!r}")
-    if not math.isfinite(value):
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not (value > 0 and math.isfinite(value)):
         raise BadInput(f"{where}: {key} must be a positive number, got {value!r}")
     return float(value)
 
