@@ -32,6 +32,7 @@ from ..errors import BadInput, PanoLoopError
 from .backends import DECODE_PAD
 from .loading import (
     PICKLE_SUFFIXES,
+    _read_config,
     _read_json,
     check_safetensors,
     locate_source,
@@ -61,7 +62,7 @@ def model_class(source: str, *, offline: bool, revision: str | None = None) -> s
     index_path = folder / "model_index.json"
     if not index_path.is_file():
         return ""  # inspect_model names the missing file
-    return str(_read_json(index_path, f"model {source}").get("_class_name", ""))
+    return str(_read_config(index_path, f"model {source}").get("_class_name", ""))
 
 
 # --------------------------------------------------------------------------- inspection
