@@ -28,8 +28,8 @@ from tiny_models import (
 from engine import cli
 from engine.errors import BadInput
 from engine.generate.loading import hub_files, inspect_model, weight_files
-from engine.jobs import JobContext
 from engine.media import list_frames, read_manifest
+from engine.progress import JobContext
 
 SMALL = ["--width", "128", "--height", "64", "--frames", "4", "--window-frames", "4"]
 FAST = ["--steps", "2", "--schedule", "windows", "--device", "cpu"]

@@ -18,7 +18,7 @@ import pytest
 import torch
 from tiny_models import build_tiny_animatediff
 
-from engine.jobs import JobContext
+from engine.progress import JobContext
 
 PROMPT = "a misty pine forest at dawn"
 NEGATIVE = "blurry, low quality"
