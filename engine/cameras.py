@@ -23,7 +23,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .contract import safe_names
+from .contract import (
+    CAMERA_LENS,
+    CAMERA_PIXEL_ASPECT,
+    CAMERA_RESOLUTION,
+    CAMERA_SENSOR,
+    CAMERA_SHIFT,
+    COORDINATE,
+    Limit,
+    safe_names,
+)
 from .errors import BadInput
 
 SensorFit = Literal["AUTO", "HORIZONTAL", "VERTICAL"]
@@ -92,16 +101,20 @@ class BlenderCamera:
         camera = cls(
             name=name,
             matrix_world=_parse_matrix(data["matrix_world"], name),
-            lens=_positive(data["lens"], "lens", name),
-            sensor_width=_positive(data["sensor_width"], "sensor_width", name),
-            sensor_height=_positive(data["sensor_height"], "sensor_height", name),
+            lens=_within(data["lens"], CAMERA_LENS, "lens", name),
+            sensor_width=_within(data["sensor_width"], CAMERA_SENSOR, "sensor_width", name),
+            sensor_height=_within(data["sensor_height"], CAMERA_SENSOR, "sensor_height", name),
             sensor_fit=_sensor_fit(data["sensor_fit"], name),
-            shift_x=_finite(data["shift_x"], "shift_x", name),
-            shift_y=_finite(data["shift_y"], "shift_y", name),
+            shift_x=_within(data["shift_x"], CAMERA_SHIFT, "shift_x", name),
+            shift_y=_within(data["shift_y"], CAMERA_SHIFT, "shift_y", name),
             resolution_x=_resolution(data["resolution_x"], "resolution_x", name),
             resolution_y=_resolution(data["resolution_y"], "resolution_y", name),
-            pixel_aspect_x=_positive(data["pixel_aspect_x"], "pixel_aspect_x", name),
-            pixel_aspect_y=_positive(data["pixel_aspect_y"], "pixel_aspect_y", name),
+            pixel_aspect_x=_within(
+                data["pixel_aspect_x"], CAMERA_PIXEL_ASPECT, "pixel_aspect_x", name
+            ),
+            pixel_aspect_y=_within(
+                data["pixel_aspect_y"], CAMERA_PIXEL_ASPECT, "pixel_aspect_y", name
+            ),
             extra={k: v for k, v in data.items() if k not in CAMERA_KEYS},
         )
         camera.rotation()  # validates rigidity now, not halfway through a job
@@ -355,23 +368,15 @@ def save_cameras(
 # ---------------------------------------------------------------------- validators
 
 
-def _finite(value: Any, key: str, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise BadInput(f"camera {name!r}: {key} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _positive(value: Any, key: str, name: str) -> float:
-    number = _finite(value, key, name)
-    if number <= 0:
-        raise BadInput(f"camera {name!r}: {key} must be positive, got {value!r}")
-    return number
+def _within(value: Any, limit: Limit, key: str, name: str) -> float:
+    """A camera value within its shared limit (finite, of a size Blender can hold)."""
+    return limit.check(value, f"camera {name!r}: {key}")
 
 
 def _resolution(value: Any, key: str, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise BadInput(f"camera {name!r}: {key} must be a positive integer, got {value!r}")
-    return value
+    return CAMERA_RESOLUTION.check(value, f"camera {name!r}: {key}")
 
 
 def _sensor_fit(value: Any, name: str) -> SensorFit:
@@ -390,6 +395,11 @@ def _parse_matrix(value: Any, name: str) -> tuple[tuple[float, ...], ...]:
     if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
         raise BadInput(
             f"camera {name!r}: matrix_world must be 4 rows of 4 finite numbers, got {value!r}"
+        )
+    if np.abs(matrix[:3, 3]).max() > COORDINATE.high:
+        raise BadInput(
+            f"camera {name!r}: matrix_world position {matrix[:3, 3].tolist()} is beyond "
+            f"{COORDINATE.high:g} m"
         )
     if not np.allclose(matrix[3], [0, 0, 0, 1], atol=1e-6):
         raise BadInput(f"camera {name!r}: matrix_world last row must be 0 0 0 1, got {matrix[3]}")

@@ -11,11 +11,15 @@ top so ``--help`` and input checks stay instant (heavy imports happen inside ``r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
-from .errors import BadInput, JobCancelled, PanoLoopError
+from .checks import guard_parser
+from .errors import BadInput, JobCancelled, PanoLoopError, user_error
 from .progress import JobContext, stderr_progress
 
 #: Subcommand name → module implementing it.
@@ -62,31 +66,74 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module in available_commands().items():
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(sub)
+        guard_parser(sub)
         sub.set_defaults(_module=module)
     return parser
 
 
 def main(argv: Sequence[str] | None = None, ctx: JobContext | None = None) -> int:
-    """Run one subcommand; returns the process exit code."""
+    """Run one subcommand; returns the process exit code.
+
+    SIGTERM (and SIGHUP, a closed terminal) end the job as Ctrl-C does: the temporary
+    output folder is removed on the way out.
+    """
     ctx = ctx or JobContext(progress=stderr_progress)
     try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        if args.command is None:
-            parser.print_help()
-            return 2
-        result = args._module.run(args, ctx)
+        with terminate_as_interrupt():
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            if args.command is None:
+                parser.print_help()
+                return 2
+            result = args._module.run(args, ctx)
         if result is not None:
             print(result)
         return 0
     except JobCancelled as exc:
         print(f"cancelled: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Terminated as exc:
+        print(f"cancelled: {exc}; no output was written", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("cancelled: interrupted; no output was written", file=sys.stderr)
         return JobCancelled.exit_code
-    except PanoLoopError as exc:
-        label = "error" if exc.exit_code == 2 else "failed"
-        fix = f" (fix: {exc.fix})" if exc.fix else ""
-        print(f"{label}: {exc}{fix}", file=sys.stderr)
-        return exc.exit_code
+    except (PanoLoopError, OSError, MemoryError) as exc:
+        error = user_error(exc)
+        if error is None:
+            raise
+        label = "error" if error.exit_code == 2 else "failed"
+        fix = f" (fix: {error.fix})" if error.fix else ""
+        print(f"{label}: {error}{fix}", file=sys.stderr)
+        return error.exit_code
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so every cleanup on the way runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.exit_code = 128 + signum
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` while the block runs (main thread).
+
+    The worker installs its own SIGTERM handler (cancel at the next step) inside, which
+    takes precedence; the previous handlers are restored on the way out.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    previous = {name: signal.signal(getattr(signal, name), on_signal) for name in names}
+    try:
+        yield
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)

@@ -38,8 +38,11 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +77,181 @@ class JobCancelled(PanoLoopError):
     """The user cancelled the job; whatever it had started writing is already removed."""
 
     exit_code = 130
+
+
+class Unwritable(BadInput):
+    """The system refuses an output: no space, a read-only disk, no permission, a file where
+    a folder should be. Whatever the job had written is already removed (exit code 2)."""
+
+
+#: errno → why an output could not be written, as the user's one line says it.
+_WRITE_ERRNOS = {
+    errno.ENOSPC: "no space left on {disk}",
+    errno.EDQUOT: "disk quota exceeded on {disk}",
+    errno.EFBIG: "file too large for {disk} (file size limit reached)",
+    errno.EROFS: "{disk} is mounted read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "it is a folder",
+    errno.ENAMETOOLONG: "the name is too long for the file system",
+    errno.EEXIST: "it already exists",
+}
+_WRITE_FIXES = {
+    errno.ENOSPC: "free some space or choose an output on another disk",
+    errno.EDQUOT: "free some space or choose an output on another disk",
+    errno.EFBIG: "choose an output on another disk or raise the file size limit",
+    errno.EROFS: "choose an output on a writable disk",
+    errno.EACCES: "choose an output folder you may write to",
+    errno.EPERM: "choose an output folder you may write to",
+}
+
+
+def disk_of(path: str | os.PathLike[str]) -> str:
+    """The mount point holding ``path`` (its nearest existing ancestor), for messages."""
+    current = os.path.abspath(os.fspath(path))
+    while not os.path.exists(current) and os.path.dirname(current) != current:
+        current = os.path.dirname(current)
+    try:
+        device = os.stat(current).st_dev
+        while os.path.dirname(current) != current:
+            parent = os.path.dirname(current)
+            if os.stat(parent).st_dev != device:
+                break
+            current = parent
+    except OSError:
+        pass
+    return current
+
+
+def unwritable(exc: OSError, path: str | os.PathLike[str] | None = None) -> Unwritable | None:
+    """A one-line :class:`Unwritable` for an OSError the user can act on, else None.
+
+    ``path`` names the output when the error itself carries no file name (a failed
+    ``write`` on an open file reports only its errno).
+    """
+    reason = _WRITE_ERRNOS.get(exc.errno or -1)
+    if reason is None:
+        return None
+    where = exc.filename if exc.filename is not None else path
+    where_text = shown_path(where) if where is not None else "the output"
+    disk = disk_of(where) if where is not None else "the disk"
+    message = f"cannot write {where_text}: {reason.format(disk=disk)}"
+    return Unwritable(message, _WRITE_FIXES.get(exc.errno or -1, "choose another output"))
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def path_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a path PanoLoop hands to the filesystem and OpenCV, or None.
+
+    Bytes that are not UTF-8 arrive as lone surrogates (Python's ``surrogateescape``);
+    OpenCV's path conversion crashes on them, and Blender cannot show them either.
+    """
+    if not text:
+        return "is empty"
+    if "\x00" in text:
+        return "contains a NUL byte"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8 (rename the file or folder)"
+    return None
+
+
+def shown_path(path: str | os.PathLike[str]) -> str:
+    """A path as one printable line, whatever bytes it holds (``\\xff`` for a stray byte)."""
+    text = os.fspath(path)
+    try:
+        shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no byte became (from JSON's \\udXXX)
+        shown = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return shown.replace("\n", "\\n").replace("\x00", "\\x00")
+
+
+# --------------------------------------------------------------------------- limits
+# One set of numbers for the CLI, the worker and the add-on's properties. The engine
+# applies them to every argument it parses (engine/checks.py); the add-on gives its
+# properties the same ranges.
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The accepted range of one kind of value: ``low <= value <= high`` (``unit`` for messages).
+
+    ``low_open`` makes the lower bound exclusive (seconds must be > 0). ``integer``
+    values must be whole numbers.
+    """
+
+    what: str
+    low: float
+    high: float
+    unit: str = ""
+    integer: bool = False
+    low_open: bool = False
+
+    def describe(self) -> str:
+        """``"a number from 1 to 240 fps"`` — the rule, as a message says it."""
+        kind = "a whole number" if self.integer else "a number"
+        low = "above" if self.low_open else "from"
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{kind} {low} {_fmt(self.low)} to {_fmt(self.high)}{unit}"
+
+    def contains(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if not math.isfinite(value):
+            return False
+        if self.integer and float(value) != int(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        return above and value <= self.high
+
+    def check(self, value: Any, label: str | None = None) -> Any:
+        """``value`` if it is within the limit, else :class:`BadInput` naming it."""
+        if not self.contains(value):
+            raise BadInput(f"{label or self.what} must be {self.describe()}, got {value!r}")
+        return int(value) if self.integer else float(value)
+
+
+def _fmt(number: float) -> str:
+    return f"{int(number):,}" if float(number).is_integer() else f"{number:g}"
+
+
+#: Frames per second of every loop, clip and video (the add-on's FPS property too).
+#: 240 is the fastest rate Blender's scene settings offer as a preset; headset video is
+#: limited further (60 fps) by the export, which says so.
+FPS = Limit("fps", 1, 240, "fps")
+#: Frames are numbered ``frame_NNNNNN``: six digits.
+FRAMES = Limit("frames", 1, 999_999, "frames", integer=True)
+SECONDS = Limit("seconds", 0, 86_400, "s", low_open=True)
+#: A seed every backend accepts (numpy needs < 2**32; Blender's IntProperty is 32-bit).
+SEED = Limit("seed", 0, 2**31 - 1, integer=True)
+#: Motion amplitude multiplier: 100× the prior's calm motion already tears the image apart.
+STRENGTH = Limit("strength", 0, 100)
+#: A Blender-world point in metres (Blender's largest clip distance is about 1e6 m).
+COORDINATE = Limit("coordinate", -1e6, 1e6, "m")
+#: Cube face side in pixels (OpenCV's largest image side); memory is checked apart.
+FACE_SIZE = Limit("face size", 2, 2**20, "px", integer=True)
+#: Blender's own frame numbers (MAXFRAME).
+BLENDER_FRAME = Limit("frame", -1_048_574, 1_048_574, integer=True)
+#: Contact-sheet columns.
+INSTANTS = Limit("instants", 1, 64, integer=True)
+#: x264 constant rate factor.
+CRF = Limit("crf", 0, 51, integer=True)
+#: Any other float a user types: finite and of a magnitude arithmetic survives.
+ANY_NUMBER = Limit("number", -1e9, 1e9)
+#: Any other integer a user types: a 32-bit signed value.
+ANY_INTEGER = Limit("integer", -(2**31), 2**31 - 1, integer=True)
+#: Camera values in ``cameras.json`` (Blender's camera data; ranges wide around Blender's
+#: own so every real camera passes, narrow enough that rays stay finite).
+CAMERA_LENS = Limit("lens", 0.01, 1e5, "mm")
+CAMERA_SENSOR = Limit("sensor size", 0.01, 1e4, "mm")
+CAMERA_SHIFT = Limit("shift", -100, 100)
+CAMERA_PIXEL_ASPECT = Limit("pixel aspect", 0.001, 1000)
+#: Blender's largest render resolution per side.
+CAMERA_RESOLUTION = Limit("resolution", 1, 65_536, "px", integer=True)
 
 
 # --------------------------------------------------------------------------- names
@@ -460,7 +638,15 @@ def panorama_manifest(
 
 
 def check_output_free(path: str | os.PathLike[str]) -> Path:
-    """Refuse an output path that exists (nothing is overwritten) or has no folder above."""
+    """Refuse an output path that exists (nothing is overwritten) or cannot be created.
+
+    The name must be a visible new folder name in valid UTF-8; the parent must be a
+    folder this process may write into — a file in the way, a read-only disk or a
+    missing folder is named in one line.
+    """
+    problem = path_problem(os.fspath(path))
+    if problem:
+        raise BadInput(f"output '{shown_path(path)}' {problem}")
     path = Path(path)
     if not path.name or path.name in (".", ".."):
         raise BadInput(f"output {path} must name a new folder")
@@ -472,10 +658,23 @@ def check_output_free(path: str | os.PathLike[str]) -> Path:
         )
     parent = path.parent
     if not parent.exists():
+        blocker = next((p for p in parent.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise BadInput(f"cannot write output {path}: {blocker} is a file, not a folder")
         raise BadInput(f"parent folder of output {path} does not exist")
     if not parent.is_dir():
-        raise BadInput(f"parent of output {path} is a file, not a folder")
+        raise BadInput(f"cannot write output {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        reason = "its disk is mounted read-only" if _read_only(parent) else "permission denied"
+        raise BadInput(f"cannot write output {path}: {reason}", "choose another output folder")
     return path
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # Windows has no statvfs
+        return False
 
 
 def check_frame_range(start: int, end: int, loop_frames: int | None) -> None:
@@ -565,24 +764,179 @@ def rename_noreplace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -
     os.rename(src, dst)
 
 
+#: Inside a temporary output folder: locked by its owner for as long as it runs.
+OWNER_LOCK = ".panoloop-owner"
+#: A temporary folder with neither a lock nor a pid in its name (older versions) is stale
+#: after this many seconds.
+UNOWNED_STALE_S = 24 * 3600
+
+
 @contextlib.contextmanager
 def atomic_output_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary sibling folder that becomes ``final`` only if the block succeeds.
 
-    On any exception (a cancel included) the temporary folder is removed, so a failed
-    or interrupted job leaves nothing behind; on success it is renamed into place whole,
-    never over something that appeared at ``final`` while the job ran.
+    On any exception (a cancel, SIGTERM or a full disk included) the temporary folder is
+    removed, so a failed or interrupted job leaves nothing behind; on success it is
+    renamed into place whole, never over something that appeared at ``final`` while the
+    job ran. A process killed outright (SIGKILL, power loss) cannot clean up: its folder
+    keeps an owner lock nobody holds, and the next job writing into the same parent
+    folder sweeps it (:func:`sweep_stale_partials`). A full disk or a read-only one
+    becomes :class:`Unwritable`, naming the path as the user knows it.
     """
     final = check_output_free(final)
-    tmp = make_partial_dir(final)
+    sweep_stale_partials(final.parent)
+    try:
+        tmp = make_partial_dir(final)
+    except OSError as exc:
+        raise (unwritable(exc, final) or exc) from exc
+    try:
+        lock = OwnerLock(tmp)
+    except OSError as exc:
+        _remove_tree(tmp)
+        raise (unwritable(exc, final) or exc) from exc
     try:
         yield tmp
+        lock.release()
         try:
             rename_noreplace(tmp, final)
         except FileExistsError:
             raise PanoLoopError(
                 f"output {final} appeared while the job ran; kept it, removed ours"
             ) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as exc:
+        lock.release()
+        _remove_tree(tmp)
+        if isinstance(exc, OSError):
+            raise (unwritable(_as_final(exc, tmp, final), final) or exc) from exc
         raise
+
+
+def _remove_tree(folder: Path, attempts: int = 5) -> None:
+    """Remove ``folder``; try again briefly if a straggling writer recreated a file in it."""
+    for attempt in range(attempts):
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            return
+        time.sleep(0.02 * (attempt + 1))
+
+
+def _as_final(exc: OSError, tmp: Path, final: Path) -> OSError:
+    """The error with its file named as the user will know it (inside ``final``)."""
+    name = exc.filename
+    if isinstance(name, str) and name.startswith(str(tmp)):
+        exc.filename = str(final) + name[len(str(tmp)) :]
+    return exc
+
+
+class OwnerLock:
+    """An advisory lock file inside a temporary output folder, held while the job runs.
+
+    The kernel drops the lock when its process dies, however it dies, so a sweeper can
+    tell a live job's folder from a dead one's without trusting pids (which are reused).
+    Released (file removed, then closed) just before the folder is renamed into place.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / OWNER_LOCK
+        self._fh: Any = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (held)
+        _lock(self._fh.fileno(), blocking=True)
+        self._fh.write(f"{os.getpid()} {socket.gethostname()}\n")
+        self._fh.flush()
+
+    def release(self) -> None:
+        if self._fh is None:
+            return
+        # Remove before unlocking: a sweeper that gets the lock then finds no file, and
+        # knows the owner is finishing rather than dead.
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        self._fh.close()
+        self._fh = None
+
+
+def _lock(fd: int, *, blocking: bool) -> bool:
+    """Take an exclusive lock on ``fd``; False if another process holds it (non-blocking)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_LOCK if blocking else msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        return True
+    except BlockingIOError:
+        return False
+
+
+def sweep_stale_partials(parent: str | os.PathLike[str]) -> list[Path]:
+    """Remove temporary output folders in ``parent`` whose job is gone; returns them.
+
+    A folder is stale when its owner lock can be taken (its process died, even by
+    SIGKILL), or when it has no lock and the pid in its name is not running, or, for a
+    folder with neither, when it is older than :data:`UNOWNED_STALE_S`. A live job's
+    folder is never touched.
+    """
+    swept: list[Path] = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return swept
+    for entry in entries:
+        if not (entry.name.startswith(".") and ".partial-" in entry.name):
+            continue
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        folder = Path(entry.path)
+        if _partial_is_stale(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+            swept.append(folder)
+    return swept
+
+
+def _partial_is_stale(folder: Path) -> bool:
+    lock_path = folder / OWNER_LOCK
+    try:
+        fd = os.open(lock_path, os.O_RDWR)
+    except FileNotFoundError:
+        return _unlocked_partial_is_stale(folder)
+    except OSError:
+        return False
+    try:
+        if not _lock(fd, blocking=False):
+            return False  # its owner is running
+        try:
+            same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False  # the owner removed it: it is renaming the folder into place
+        with open(fd, encoding="utf-8", closefd=False) as fh:
+            host = (fh.read(256).split() + ["", ""])[1]
+        return same and host in ("", socket.gethostname())
+    finally:
+        os.close(fd)
+
+
+def _unlocked_partial_is_stale(folder: Path) -> bool:
+    match = re.search(r"\.partial-(\d+)-", folder.name)
+    if match is None:
+        try:
+            return time.time() - folder.stat().st_mtime > UNOWNED_STALE_S
+        except OSError:
+            return False
+    return not _pid_running(int(match.group(1)))
+
+
+def _pid_running(pid: int) -> bool:
+    if pid == os.getpid() or os.name == "nt":  # Windows' os.kill(pid, 0) sends CTRL_C_EVENT
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError included: it exists
+        return True
+    return True

@@ -15,6 +15,7 @@ named conversion, used only for previews.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ import OpenEXR
 # OpenCV reads EXR only when this is set before cv2 is first imported.
 os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
 import cv2  # noqa: E402
+
+from .checks import check_path, shown_path  # noqa: E402
 
 # The output contract (names, frame naming, manifests, the atomic folder) is defined
 # once in engine.contract; it is re-exported here for the engine's modules.
@@ -45,7 +48,8 @@ from .contract import (  # noqa: E402, F401
     read_manifest,
     write_manifest,
 )
-from .errors import BadInput, PanoLoopError  # noqa: E402
+from .errors import BadInput, PanoLoopError, unwritable  # noqa: E402
+from .preflight import check_decodable  # noqa: E402
 
 HALF_MAX = 65504.0
 
@@ -84,13 +88,14 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     16-bit PNG as uint16. Alpha is dropped, grey is expanded to RGB.
     Raises :class:`BadInput` naming the path if it is missing or unreadable.
     """
-    path = Path(path)
+    path = check_path(path, "image")
     if not path.is_file():
         raise BadInput(f"image file not found: {path}")
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise BadInput(
             f"unsupported image type {path.suffix!r} for {path} (use EXR, HDR, PNG or JPG)"
         )
+    check_decodable(path, shown_path(path))
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise BadInput(f"cannot read image {path}: the file is damaged or not an image")
@@ -126,7 +131,7 @@ def write_image(
     the half-float range; values above 1 kept), channels R, G, B, compressed with
     ``exr_codec`` (see :data:`EXR_CODECS`). uint8/uint16 → PNG.
     """
-    path = Path(path)
+    path = check_path(path, "output file")
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) frame, got shape {image.shape}")
     suffix = path.suffix.lower()
@@ -137,12 +142,28 @@ def write_image(
         return path
     if suffix != ".png":
         raise ValueError(f"cannot write frames as {suffix!r}")
-    if image.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"PNG frames must be uint8 or uint16, got {image.dtype}")
-    bgr = np.ascontiguousarray(image[:, :, ::-1])
-    if not cv2.imwrite(str(path), bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
-        raise PanoLoopError(f"could not write {path}")
+    # Encoded in memory and written by Python, not cv2.imwrite: a full disk or a size
+    # limit then raises an OSError with its errno (imwrite only returns False).
+    with open(path, "wb") as fh:
+        fh.write(encode_image(image, ".png"))
     return path
+
+
+def encode_image(image: np.ndarray, suffix: str) -> memoryview:
+    """An (H, W, 3) RGB frame encoded in memory as ``.png`` (as written) or ``.exr``
+    (OpenCV's half-float ZIP EXR: the size estimate the disk preflight uses)."""
+    bgr = np.ascontiguousarray(image[:, :, ::-1])
+    if suffix == ".exr":
+        bgr = np.clip(bgr, -HALF_MAX, HALF_MAX).astype(np.float32)
+        params = [cv2.IMWRITE_EXR_TYPE, cv2.IMWRITE_EXR_TYPE_HALF]
+    elif image.dtype in (np.uint8, np.uint16):
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    else:
+        raise ValueError(f"PNG frames must be uint8 or uint16, got {image.dtype}")
+    ok, encoded = cv2.imencode(suffix, bgr, params)
+    if not ok:
+        raise PanoLoopError(f"could not encode a {image.shape[1]}x{image.shape[0]} frame")
+    return encoded.data
 
 
 def _write_exr(path: Path, image: np.ndarray, codec: str) -> None:
@@ -152,7 +173,7 @@ def _write_exr(path: Path, image: np.ndarray, codec: str) -> None:
     try:
         OpenEXR.File(header, channels).write(str(path))
     except Exception as exc:  # the binding raises a bare Exception for any I/O failure
-        raise PanoLoopError(f"could not write {path}: {exc}") from None
+        raise _why_write_failed(path, exc) from None
 
 
 def frame_path(folder: Path, index: int, dtype: np.dtype) -> Path:
@@ -219,8 +240,11 @@ def encode_mp4(
                 writer = open_mp4(
                     path, w, h, fps, crf=crf, preset=preset, extra_params=extra_params
                 )
-            writer.send(np.ascontiguousarray(frame))
+            _ffmpeg_call(writer.send, np.ascontiguousarray(frame), path=path)
             count += 1
+        finished, writer = writer, None
+        if finished is not None:
+            _ffmpeg_call(finished.close, path=path)
     finally:
         if writer is not None:
             writer.close()
@@ -279,6 +303,48 @@ def bt709_params(extra: list[str]) -> list[str]:
         options.append(extra[index])
         index += 1
     return ["-vf", BT709_FILTER, *BT709_TAGS, *options, "-x264-params", ":".join(x264)]
+
+
+def _ffmpeg_call(call: Any, *args: Any, path: Path) -> Any:
+    """Call into the ffmpeg writer; its failures become the real reason (a full disk…)."""
+    try:
+        return call(*args)
+    except (OSError, RuntimeError) as exc:
+        # ffmpeg writes the file itself: its failure arrives as a broken pipe or a
+        # RuntimeError; say what really happened to the disk when we can tell.
+        raise _why_write_failed(path, exc) from exc
+
+
+#: Free bytes below which a failed write is put down to a full disk.
+FULL_DISK_BYTES = 4 * 2**20
+
+
+def _why_write_failed(path: Path, exc: BaseException) -> BaseException:
+    """The real reason ``path`` could not be written: a full disk, a size limit, or the
+    writer's own words (ffmpeg and OpenEXR do not pass the errno on)."""
+    import errno
+
+    if isinstance(exc, OSError) and unwritable(exc) is not None:
+        return exc
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    if free is not None and free < FULL_DISK_BYTES:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    if _file_size_limited():
+        return OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(path))
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return PanoLoopError(f"could not write {path}: {first}")
+
+
+def _file_size_limited() -> bool:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return False
+    soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return soft != resource.RLIM_INFINITY
 
 
 def read_mp4(path: str | os.PathLike[str]) -> tuple[list[np.ndarray], float]:

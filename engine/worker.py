@@ -44,7 +44,7 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import BadInput, JobCancelled, PanoLoopError
+from .errors import BadInput, JobCancelled, PanoLoopError, user_error
 from .progress import CancelToken, JobContext, StageClock
 
 HELP = "run one job for the Blender add-on, reporting JSON lines on stdout"
@@ -185,17 +185,29 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path | None:
     except KeyboardInterrupt:
         events.emit("cancelled", message="interrupted; no output was written")
         raise
+    except (OSError, MemoryError) as exc:
+        error = user_error(exc)
+        if error is None:
+            _report_bug(events, exc)
+            raise
+        events.emit("error", message=str(error), fix=error.fix, exit_code=error.exit_code)
+        raise error from exc
     except Exception as exc:
-        traceback.print_exc(file=sys.stderr)
-        events.emit(
-            "error",
-            message=f"{type(exc).__name__}: {exc}",
-            fix="this is a bug in PanoLoop; the log holds the full traceback",
-            exit_code=1,
-        )
+        _report_bug(events, exc)
         raise
     events.emit("done", output=str(output) if output is not None else None, timings=job_ctx.timings)
     return None
+
+
+def _report_bug(events: EventStream, exc: BaseException) -> None:
+    """An exception nobody expected: the traceback to the log, an ``error`` event."""
+    traceback.print_exc(file=sys.stderr)
+    events.emit(
+        "error",
+        message=f"{type(exc).__name__}: {exc}",
+        fix="this is a bug in PanoLoop; the log holds the full traceback",
+        exit_code=1,
+    )
 
 
 def run_subcommand(command: str, argv: list[str], ctx: JobContext) -> Path | None:
@@ -203,7 +215,16 @@ def run_subcommand(command: str, argv: list[str], ctx: JobContext) -> Path | Non
     from .cli import build_parser
 
     ctx.cancel.check()
-    args = build_parser().parse_args([command, *argv])
+    try:
+        args = build_parser().parse_args([command, *argv])
+    except SystemExit as exc:
+        # --help / --version print and exit inside argparse; a job must run, so refuse it.
+        asked = next((a for a in argv if a in ("-h", "--help", "--version")), " ".join(argv))
+        raise BadInput(
+            f"job argv {asked!r} makes {command} print and exit (code {exc.code}); "
+            "a job must run a command",
+            "remove the option from the job's argv",
+        ) from None
     if args.command is None:
         raise BadInput(f"unknown engine command {command!r}")
     return args._module.run(args, ctx)

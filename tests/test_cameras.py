@@ -128,8 +128,10 @@ def test_cameras_json_round_trip(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"lens": 0}, "lens must be positive, got 0"),
-        ({"lens": -5.0}, "lens must be positive, got -5.0"),
+        ({"lens": 0}, "lens must be a number from 0.01 to 100,000 mm, got 0"),
+        ({"lens": -5.0}, "lens must be a number from 0.01 to 100,000 mm, got -5.0"),
+        ({"lens": 1e-300}, "lens must be a number from 0.01 to 100,000 mm, got 1e-300"),
+        ({"resolution_x": 70000}, "resolution_x must be a whole number from 1 to 65,536 px"),
         ({"resolution_x": 0}, "resolution_x must be a positive integer, got 0"),
         ({"resolution_y": -4}, "resolution_y must be a positive integer, got -4"),
         ({"sensor_fit": "DIAGONAL"}, "unknown sensor_fit 'DIAGONAL'"),
@@ -140,7 +142,7 @@ def test_cameras_json_round_trip(tmp_path):
         ),
         ({"matrix_world": [[-1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}, "mirrored"),
         ({"matrix_world": [[1, 0, 0], [0, 1, 0]]}, "4 rows of 4"),
-        ({"shift_x": float("nan")}, "shift_x must be a finite number, got nan"),
+        ({"shift_x": float("nan")}, "shift_x must be a number from -100 to 100, got nan"),
     ],
 )
 def test_bad_camera_values_name_the_value(tmp_path, change, message):

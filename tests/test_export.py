@@ -345,9 +345,9 @@ def test_size_resamples_without_a_seam(tmp_path: Path) -> None:
         (["--size", "4096x4096"], "must be 2:1"),
         (["--size", "big"], "size 'big' is not WIDTHxHEIGHT"),
         (["--size", "8192x4096"], "8192x4096 at 8 fps is more than a headset decodes"),
-        (["--fps", "0"], "frame rate 0.0 must be a positive number"),
+        (["--fps", "0"], "--fps: must be a number from 1 to 240 fps, got '0'"),
         (["--fps", "120"], "frame rate 120 fps"),
-        (["--face-size", "0"], "--face-size 0 must be positive"),
+        (["--face-size", "0"], "--face-size: must be a whole number from 2 to 1,048,576 px"),
         (["--gltf", "scene.gltf", "--webxr"], "scene file not found"),
     ],
 )

@@ -154,7 +154,11 @@ def test_cameras_json_has_blender_and_opencv_conventions(multicam: Path) -> None
         ([camera_entry("Ortho", 0, type="ORTHO")], [], "camera 'Ortho' is ORTHO"),
         ([camera_entry("Pano", 0, type="PANO")], [], "camera 'Pano' is PANO"),
         ([camera_entry("A", 0)], ["--frame-range", "1", "250"], "frame range 1-250 is 250"),
-        ([camera_entry("A", 0)], ["--instants", "0"], "--instants 0 must be at least 1"),
+        (
+            [camera_entry("A", 0)],
+            ["--instants", "0"],
+            "--instants: must be a whole number from 1 to 64",
+        ),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(

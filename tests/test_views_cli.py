@@ -157,7 +157,7 @@ def _missing_key_cameras(tmp_path: Path) -> Path:
         ("missing_key", "missing key 'lens'"),
         ("singular", "singular"),
         ("sheared", "not rigid"),
-        ("zero_lens", "lens must be positive, got 0"),
+        ("zero_lens", "lens must be a number from 0.01 to 100,000 mm, got 0"),
         ("negative_resolution", "resolution_x must be a positive integer, got -64"),
         ("unknown_fit", "unknown sensor_fit 'SQUARE'"),
         ("missing_cameras", "cameras file not found"),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import FRAMES, check_path
 from ..colour import DEFAULT_VIEW, DisplayTransform, display_transform
 from ..errors import BadInput
 from ..media import (
@@ -24,9 +25,17 @@ from ..media import (
     check_equirect_shape,
     check_exr_codec,
     check_output_free,
+    encode_image,
+    frame_suffix,
     panorama_manifest,
     read_image,
     write_manifest,
+)
+from ..preflight import (
+    FLOAT_RGB_BYTES,
+    image_header,
+    require_animate_disk,
+    require_animate_memory,
 )
 from ..progress import JobContext
 from ..sink import FrameSink
@@ -65,6 +74,10 @@ def frame_count(seconds: float, fps: float) -> int:
         if not math.isfinite(value) or value <= 0:
             raise BadInput(f"{name} must be a positive number, got {value}")
     frames = seconds * fps
+    if frames > FRAMES.high:
+        raise BadInput(
+            f"seconds × fps = {seconds:g} × {fps:g} = {frames:,.0f} frames; {FRAMES.describe()}"
+        )
     rounded = round(frames)
     if abs(frames - rounded) > 1e-6 * max(1.0, frames):
         raise BadInput(
@@ -351,9 +364,18 @@ def check_request(
                 "already holds its own (use --mask and --strength with it)"
             )
     check_output_free(out)
+    header = image_header(check_path(image_path, "image"))
+    if header is not None:  # before decoding: a huge panorama is refused without loading
+        float_input = header.bytes_per_pixel == FLOAT_RGB_BYTES
+        require_animate_memory(header.width, header.height, float_input)
     image = read_panorama_image(image_path)
     display = display_transform(view, exposure, ocio_config, needed=image.dtype.kind == "f")
     shape = image.shape[:2]
+    is_float, suffix = image.dtype.kind == "f", frame_suffix(image.dtype)
+    require_animate_memory(shape[1], shape[0], is_float)
+    require_animate_disk(
+        shape[1], shape[0], is_float, frames, out, lambda: len(encode_image(image, suffix))
+    )  # fmt: skip
     mask = read_mask(Path(mask_path), shape) if mask_path is not None else None
     motion_map = read_motion_map(Path(motion_map_path), shape) if motion_map_path else None
     motion = read_motion(Path(motion_path), shape, mask) if motion_path is not None else None

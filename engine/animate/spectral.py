@@ -51,6 +51,7 @@ whole cycles per loop (whatever the loop's length).
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -335,8 +336,12 @@ def save_volume(path: str | os.PathLike[str], volume: SpectralVolume) -> Path:
     if volume.info:
         # Where the motion came from (e.g. a clip's path and SHA-256), as JSON text.
         arrays["info"] = np.str_(json.dumps(volume.info, default=str))
+    # Compress in memory, then write once: a full disk then raises one OSError with its
+    # errno, not a zipfile failing again while it closes ("seek of closed file").
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
     with path.open("wb") as fh:
-        np.savez_compressed(fh, **arrays)
+        fh.write(buffer.getbuffer())
     return path
 
 

@@ -125,17 +125,22 @@ def check_headset_video(width: int, height: int, fps: float, stereo: str = "mono
     return h264_level(width, height, fps)
 
 
+def max_kbps(level: Level) -> int:
+    """The highest bit rate (kbit/s) we let x264 use at ``level`` (the VBV maxrate)."""
+    return min(int(level.max_br_kbps * HIGH_PROFILE_BR_FACTOR), HEADSET_MAX_KBPS)
+
+
 def x264_params(level: Level, crf: int = 18) -> list[str]:
     """ffmpeg output options for a headset-safe High-profile stream at ``level``."""
-    max_kbps = min(int(level.max_br_kbps * HIGH_PROFILE_BR_FACTOR), HEADSET_MAX_KBPS)
-    buf_kbit = min(int(level.max_cpb_kbit * HIGH_PROFILE_BR_FACTOR), 2 * max_kbps)
+    rate = max_kbps(level)
+    buf_kbit = min(int(level.max_cpb_kbit * HIGH_PROFILE_BR_FACTOR), 2 * rate)
     return [
         "-profile:v",
         "high",
         "-level:v",
         level.name,
         "-maxrate",
-        f"{max_kbps}k",
+        f"{rate}k",
         "-bufsize",
         f"{buf_kbit}k",
         "-x264-params",

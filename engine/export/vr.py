@@ -16,8 +16,9 @@ import numpy as np
 
 from ..contract import CUBEMAP_DIR, KIND_VR_EXPORT, WEBXR_DIR, safe_name
 from ..errors import BadInput
+from ..preflight import require_export_fits
 from ..progress import JobContext
-from .h264 import Level, check_headset_video, encode_360
+from .h264 import Level, check_headset_video, encode_360, max_kbps
 from .spherical import StereoMode, inject_spherical, read_spherical
 
 
@@ -113,6 +114,15 @@ def export_panorama(
         raise BadInput(f"scene file not found: {options.gltf}")
     if options.gltf is not None and options.gltf.suffix.lower() != ".glb":
         raise BadInput(f"scene {options.gltf} must be a binary glTF (.glb)")
+    require_export_fits(
+        (width, height),
+        source.count,
+        float(fps),
+        max_kbps(level),
+        face_size if options.cubemap else None,
+        2 if options.webxr else 1,
+        out,
+    )
     stem = options.name or _stem_of(panorama)
     resize = _resizer(src_w, src_h, width, height, stereo)
 

@@ -53,6 +53,7 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     from ..colour import display_transform
     from ..errors import BadInput
     from ..media import check_output_free, open_panorama, read_image
+    from ..preflight import require_camera_views_fit
 
     # 1. Check inputs.
     display_transform(args.view, args.exposure, args.ocio_config, needed=False)
@@ -77,6 +78,14 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     if fps <= 0:
         raise BadInput(f"frame rate {fps:g} must be positive")
     renders = check_renders(args.renders, cameras, source.count) if args.renders else None
+    copies = 2 if renders else 1  # the Blender renders are copied in beside the views
+    require_camera_views_fit(
+        [c.width * c.height for c in cameras] * copies,
+        source.frames[0],
+        source.count,
+        args.out,
+        "multicam",
+    )
     # 2. Render.
     from .folder import render_multicam
 

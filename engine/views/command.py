@@ -40,11 +40,15 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     """Check every input, then write the camera folders atomically; returns ``--out``."""
     from ..cameras import load_cameras
     from ..media import check_output_free, open_panorama
+    from ..preflight import require_camera_views_fit
 
     # 1. Check inputs: nothing is written before all of them pass.
     check_output_free(args.out)
     source = open_panorama(args.panorama)
     cameras = load_cameras(args.cameras)
+    require_camera_views_fit(
+        [c.width * c.height for c in cameras], source.frames[0], source.count, args.out, "views"
+    )
     # 2. Render and write.
     from .render import render_views
 
