@@ -215,16 +215,17 @@ def _jpeg(head: bytes) -> ImageHeader | None:
 
 # ----------------------------------------------------------------------------- estimates
 # Peak memory per pixel, measured as the peak RSS of ``python -m engine …`` over the
-# imported engine (load 2–8 on 2 cores, 1K and 4K inputs; see tests/test_bad_input.py):
-# animate 169 B/px for float (EXR/HDR) input, 87 B/px for 8-bit, plus about 84 MB;
-# a camera's sampling map 34–35 B/px while it is built; cube faces 21–25 B/px.
+# imported engine (1024×512 and 4096×2048 inputs, fitted as fixed + per pixel): animate
+# (backward cubic sampling, commit eaa2d3d) 203 B/px for float (EXR/HDR) input and
+# 156 B/px for 8-bit, plus about 85–123 MB; a camera's sampling map 34–35 B/px while it
+# is built; cube faces 21–25 B/px.
 
 #: What every job holds once the engine is imported (numpy, OpenCV, numba).
 ENGINE_BASE = 128 * 2**20
 #: animate: bytes per panorama pixel (float frames, integer frames) and a fixed part.
-ANIMATE_FLOAT_BPP = 170
-ANIMATE_INT_BPP = 90
-ANIMATE_FIXED = 96 * 2**20
+ANIMATE_FLOAT_BPP = 205
+ANIMATE_INT_BPP = 160
+ANIMATE_FIXED = 128 * 2**20
 #: views/multicam: a camera map while it is built, and what a built map keeps.
 CAMERA_BUILD_BPP = 36
 CAMERA_KEPT_BPP = 12
