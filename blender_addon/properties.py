@@ -19,6 +19,8 @@ from bpy.props import (
     StringProperty,
 )
 
+from .contract import FPS, SECONDS, SEED, STRENGTH
+
 #: 2:1 sizes offered as presets. 4096×2048 plays on every current headset (H.264/H.265
 #: at 60 fps on Quest); 5760×2880 is Quest's largest H.264 mono size at 30 fps.
 SIZE_PRESETS = (
@@ -32,7 +34,7 @@ SIZE_PRESETS = (
 
 def _scene_fps(settings: Any) -> int:
     render = settings.id_data.render
-    return max(1, round(render.fps / render.fps_base))
+    return min(max(int(FPS.low), round(render.fps / render.fps_base)), int(FPS.high))
 
 
 def _get_fps(self: Any) -> int:
@@ -114,14 +116,21 @@ class PanoLoopSettings(bpy.types.PropertyGroup):
     height: IntProperty(
         name="Height", description="Panorama height in pixels", default=1024, min=32
     )
+    # Ranges are the engine's own (engine.contract), so the panel cannot ask for a loop
+    # the engine would refuse.
     seconds: FloatProperty(
-        name="Seconds", description="Loop length", default=4.0, min=0.05, soft_max=30.0
+        name="Seconds",
+        description="Loop length",
+        default=4.0,
+        min=0.05,
+        max=SECONDS.high,
+        soft_max=30.0,
     )
     fps: IntProperty(
         name="FPS",
         description="Frames per second of the loop (defaults to the scene's frame rate)",
-        min=1,
-        max=240,
+        min=int(FPS.low),
+        max=int(FPS.high),
         get=_get_fps,
         set=_set_fps,
     )
@@ -133,10 +142,17 @@ class PanoLoopSettings(bpy.types.PropertyGroup):
         name="Motion Strength",
         description="Scale of the motion when animating (0 = still)",
         default=1.0,
-        min=0.0,
+        min=STRENGTH.low,
+        max=STRENGTH.high,
         soft_max=3.0,
     )
-    seed: IntProperty(name="Seed", description="Same seed, same result", default=0, min=0)
+    seed: IntProperty(
+        name="Seed",
+        description="Same seed, same result",
+        default=0,
+        min=int(SEED.low),
+        max=int(SEED.high),
+    )
     camera_scope: EnumProperty(
         name="Cameras",
         description="Cameras the generation pays attention to (and multicam renders)",

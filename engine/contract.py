@@ -519,7 +519,7 @@ FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
     "width": (_size, "a whole number of pixels ≥ 1"),
     "height": (_size, "a whole number of pixels ≥ 1"),
     "frames": (_count, "a whole number of frames ≥ 0"),
-    "fps": (_positive_number, "a positive number of frames per second"),
+    "fps": (FPS.contains, FPS.describe()),
     "loop": (_flag, "true or false"),
     "frames_dir": (_folder, "a folder name inside the output folder"),
     "yaw_degrees": (_finite_number, "a finite number of degrees"),

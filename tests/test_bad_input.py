@@ -569,7 +569,7 @@ def test_addon_operators_report_bad_input_as_one_error(
     assert "is a file" in seen["output_is_a_file"]["error"]
     assert "broken.png" in seen["engine_refuses"]["error"]
     assert seen["engine_refuses"]["outputs"] == []
-    assert "'fast'" in seen["bad_manifest"]["error"] or "7" in seen["bad_manifest"]["error"]
+    assert 'fps is "fast"' in seen["bad_manifest"]["error"]
 
 
 def test_a_full_disk_under_ffmpeg_is_named_as_such(tiny_disk):
@@ -585,3 +585,40 @@ def test_a_full_disk_under_ffmpeg_is_named_as_such(tiny_disk):
         encode_mp4(noise, tiny_disk / "preview.mp4", 24, crf=0, preset="ultrafast")
     assert info.value.errno == errno.ENOSPC
     assert f"no space left on {tiny_disk}" in str(user_error(info.value))
+
+
+# ----------------------------------------------------------------- manifests and names
+
+MANIFEST_CASES = {
+    "manifest is a list": ([1, 2], "list"),
+    "frames_dir a number": ({"frames_dir": 12, "fps": 6}, "frames_dir"),
+    "frames_dir escapes": ({"frames_dir": "../../etc", "fps": 6}, "frames_dir"),
+    "fps a word": ({"frames_dir": "frames", "fps": "brisk"}, "brisk"),
+    "fps NaN": ({"frames_dir": "frames", "fps": float("nan")}, "fps"),
+    "frames a string": ({"frames_dir": "frames", "fps": 6, "frames": "three"}, "frames"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MANIFEST_CASES))
+def test_manifests_are_untrusted_input(sandbox, capsys, case):
+    """A loop folder whose manifest.json lies: views, multicam and export all refuse it."""
+    import shutil
+
+    manifest, expected = MANIFEST_CASES[case]
+    folder = sandbox["root"] / f"lying_{case.replace(' ', '_')}"
+    shutil.copytree(sandbox["loop"], folder)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    try:
+        for argv in (
+            ["views", "--panorama", str(folder), "--cameras", "{cams}", "--out", "{out}"],
+            ["multicam", "--panorama", str(folder), "--cameras", "{cams}", "--out", "{out}"],
+            ["export", str(folder), "--out", "{out}"],
+        ):
+            refuse(sandbox, capsys, fill(sandbox, argv), expected)
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_hidden_output_names_are_refused(sandbox, capsys):
+    refuse(sandbox, capsys, fill(sandbox, ["export", "{loop}", "--out", "{root}/.vr"]), ".vr")
+    refuse(sandbox, capsys, fill(sandbox, ["animate", "{pano}", "--out", "{root}/.."]), "..")

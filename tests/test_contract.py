@@ -69,7 +69,7 @@ def _manifest(tmp_path: Path, data: object) -> Path:
         ([1, 2], "must hold a JSON object, not a list"),
         ({"frames_dir": 3}, "frames_dir is 3 (int)"),
         ({"frames_dir": "../../etc"}, 'frames_dir is "../../etc"'),
-        ({"fps": "fast"}, 'fps is "fast" (str); it must be a positive number'),
+        ({"fps": "fast"}, 'fps is "fast" (str); it must be a number from 1 to 240 fps'),
         ({"fps": -24}, "fps is -24"),
         ({"frames": True}, "frames is true (bool)"),
         ({"width": 10.5}, "width is 10.5 (float)"),
