@@ -129,6 +129,7 @@ NUMBER_CASES = {
                               "1e9", "0", "0"], "'1e9'"),
     "export fps nan": (["export", "{loop}", "--out", "{out}", "--fps", "nan"], "--fps"),
     "export crf 80": (["export", "{loop}", "--out", "{out}", "--crf", "80"], "'80'"),
+    "motion fps inf": (["motion", "{pano}", "--out", "{root}/m.npz", "--fps", "inf"], "'inf'"),
     "export face size 2**40": (["export", "{loop}", "--out", "{out}", "--cubemap",
                                 "--face-size", "1099511627776"], "--face-size"),
 }  # fmt: skip
@@ -170,6 +171,7 @@ PATH_CASES = {
                           "--out", "{out}"], "frame_\\xff000000.png"),
     "export frames not UTF-8": (["export", "{odd_frames}", "--out", "{out}", "--fps", "6"],
                                 "not valid UTF-8"),
+    "motion clip not UTF-8": (["motion", "{odd}", "--out", "{root}/m.npz"], "caf\\xe9.png"),
     "output under a file": (["animate", "{pano}", "--out", "{file}/loop"], "is a file"),
     "export output under a file": (["export", "{loop}", "--out", "{file}/sub/vr"],
                                    "is a file"),
