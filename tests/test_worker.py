@@ -191,5 +191,5 @@ def test_worker_carries_the_motion_map_and_drift_flags(tmp_path, forest_hdri):
     argv = [str(forest_hdri), "--out", str(out), "--drift-direction", "45", "--drift-speed", "nan"]
     events, code, _ = finish(start_worker({"command": "animate", "argv": argv}, tmp_path))
     assert code == 2 and events[-1]["event"] == "error"
-    assert "drift speed" in events[-1]["message"] and "nan" in events[-1]["message"]
+    assert "--drift-speed" in events[-1]["message"] and "nan" in events[-1]["message"]
     assert not out.exists()
