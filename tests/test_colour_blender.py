@@ -61,14 +61,17 @@ def test_previews_match_blenders_own_view_transform(
 @pytest.mark.slow
 @pytest.mark.parametrize("codec", ["dwab", "dwaa", "piz", "zip"])
 def test_blender_reads_the_frames_we_write(tmp_path, forest_small, codec):
-    """Blender's loader sees the same pixels as engine.media.read_image in every codec."""
+    """Blender's loader sees the same pixels as engine.media.read_image in every codec
+    (lossless: exactly)."""
     image = read_image(forest_small)
     path = write_image(tmp_path / f"frame_000000_{codec}.exr", image, exr_codec=codec)
     blender("read", path, tmp_path / "pixels.npy")
     theirs = np.load(tmp_path / "pixels.npy")
     ours = read_image(path)
     assert theirs.shape == ours.shape
-    np.testing.assert_allclose(theirs, ours, rtol=1e-3, atol=1e-6)
+    # DWA decoders of different OpenEXR versions (Blender's, OpenCV's) differ by a
+    # half-float step on a few pixels (measured: 28 of 393,216, at most 0.22 %).
+    np.testing.assert_allclose(theirs, ours, rtol=5e-3 if codec.startswith("dwa") else 0, atol=1e-6)
     if codec in ("piz", "zip"):
         np.testing.assert_array_equal(ours, image.astype(np.float16).astype(np.float32))
     assert codec in EXR_CODECS
