@@ -377,3 +377,20 @@ def test_absurd_size_is_refused_before_loading(unloadable_model, tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{width}x{width // 2}" in err[0] and "GiB" in err[0], err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_configs_that_are_not_what_diffusers_writes_fall_back_without_a_traceback(tmp_path):
+    from engine.generate.memory import read_model_shape
+
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "vae").mkdir()
+    (tmp_path / "unet" / "config.json").write_text(
+        json.dumps(
+            {"block_out_channels": "wide", "layers_per_block": [2, 3], "down_block_types": 5}
+        )  # fmt: skip
+    )
+    (tmp_path / "vae" / "config.json").write_text("[1, 2]")
+    (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"\xff" * 40)
+    shape = read_model_shape(tmp_path)
+    assert shape.unet_channels == (320, 640, 1280, 1280) and shape.unet_layers == 3
+    assert shape.component_params["unet"] == 10  # an unreadable header: its size in float32

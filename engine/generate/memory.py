@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput
+from .backends import DECODE_PAD
 
 GIB = 1 << 30
 #: Feed-forward working set of a transformer block, in units of its channels × tokens.
@@ -70,7 +71,6 @@ DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 #: safetensors dtype names → bytes per element (for counting parameters).
 SAFETENSORS_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I8": 1,
                      "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}  # fmt: skip
-DECODE_PAD = 8  # the backend's wrapped columns each side (backends.DECODE_PAD)
 SHARD = re.compile(r"-\d{5}-of-\d{5}")
 
 
@@ -138,28 +138,37 @@ def gib(value: float) -> str:
 def read_model_shape(folder: Path, adapter_folder: Path | None = None) -> ModelShape:
     """The shape of a diffusers AnimateDiff/SD folder (and motion adapter), configs only.
 
-    Missing config keys fall back to the diffusers defaults of the classes
-    (``UNet2DConditionModel``, ``AutoencoderKL``).
+    Configs are not trusted: a key that is missing or not what diffusers writes falls
+    back to the default of the diffusers class (``UNet2DConditionModel``,
+    ``AutoencoderKL``); per-block lists count their largest entry.
     """
     unet = _config(folder / "unet" / "config.json")
     vae = _config(folder / "vae" / "config.json")
-    down = unet.get("down_block_types") or ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"]
-    vae_channels = tuple(int(c) for c in vae.get("block_out_channels") or (64,))
+    down = unet.get("down_block_types")
+    if not isinstance(down, list):
+        down = ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"]
+    vae_channels = _ints(vae.get("block_out_channels"), (64,))
     params = {name: count_params(folder / name) for name in ("unet", "vae", "text_encoder")}
     if adapter_folder is not None:
         params["motion_adapter"] = count_params(adapter_folder)
     return ModelShape(
-        unet_channels=tuple(
-            int(c) for c in unet.get("block_out_channels") or (320, 640, 1280, 1280)
-        ),
-        unet_layers=int(unet.get("layers_per_block") or 2),
+        unet_channels=_ints(unet.get("block_out_channels"), (320, 640, 1280, 1280)),
+        unet_layers=max(_ints(unet.get("layers_per_block"), (2,))),
         unet_attention=tuple("CrossAttn" in str(kind) for kind in down),
         vae_channels=vae_channels,
-        vae_sample_size=int(vae.get("sample_size") or 512),
-        latent_channels=int(vae.get("latent_channels") or 4),
+        vae_sample_size=max(_ints(vae.get("sample_size"), (512,))),
+        latent_channels=max(_ints(vae.get("latent_channels"), (4,))),
         vae_factor=2 ** (len(vae_channels) - 1),
         component_params=params,
     )
+
+
+def _ints(value: Any, default: tuple[int, ...]) -> tuple[int, ...]:
+    """A positive int or a list of them as a tuple; ``default`` for anything else."""
+    values = value if isinstance(value, list) else [value]
+    if values and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+        return tuple(values)
+    return default
 
 
 def _config(path: Path) -> dict[str, Any]:
@@ -411,11 +420,6 @@ def _replace(job: JobSize, **changes: Any) -> JobSize:
 def auto_vae_tiling(width: int, asked: bool) -> bool:
     """VAE tiling is on when asked for, and by itself at widths ≥ ``AUTO_TILING_WIDTH``."""
     return asked or width >= AUTO_TILING_WIDTH
-
-
-def latent_window(window_frames: int, sample_size: int) -> tuple[int, int, int]:
-    """One UNet call's (frames, rows, cols) in latent pixels."""
-    return (window_frames, sample_size, sample_size)
 
 
 def dtype_name(dtype: Any) -> str:
