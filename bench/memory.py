@@ -9,7 +9,8 @@ and of one frame's decode (wrapped columns included), over the RSS once the mode
 loaded. Each is printed beside the estimate for the same shape; the ratio
 measured / estimated is what ``UNET_CALIBRATION`` and ``VAE_WORKING`` were fitted to.
 
-Run: ``.venv/bin/python bench/memory.py [--threads 2]``; a few minutes on 2 cores.
+Run: ``.venv/bin/python bench/memory.py [--parts unet,vae] [--threads 2]``; a few minutes
+on 2 cores (each UNet case about 8 minutes at load 18).
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ def child(kind: str, case: tuple[int, ...], threads: int) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--parts", default="unet,vae", help="comma-separated: unet, vae")
     parser.add_argument("--measure", choices=("unet", "vae"), help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -121,14 +123,15 @@ def main() -> int:
         print(json.dumps(measure(args.measure, case)))
         return 0
     mib = 1 << 20
+    parts = set(args.parts.split(","))
     print("UNet call with guidance (SD 1.5 + v1.5 adapter, float32, CPU): measured / estimated")
-    for case in UNET_CASES:
+    for case in UNET_CASES if "unet" in parts else ():
         job = JobSize(case[2] * 16, case[1] * 8, case[0], case[0], case, True, "float32")
         measured, estimated = child("unet", case, args.threads), unet_call_bytes(SD15, job)
         print(f"   window {case} (F, h, w): {measured / mib:7.0f} MiB / {estimated / mib:7.0f} MiB"
               f" = {measured / estimated:.2f}")  # fmt: skip
     print("VAE decode of one frame (SD VAE, float32, CPU, 8 wrapped columns each side)")
-    for rows, cols in VAE_CASES:
+    for rows, cols in VAE_CASES if "vae" in parts else ():
         job = JobSize(cols * 8, rows * 8, 1, 1, (1, 64, 64), True, "float32")
         measured = child("vae", (rows, cols), args.threads)
         estimated = vae_decode_bytes(SD15, job)

@@ -35,10 +35,13 @@ Assumptions (each term is a stated model, not a measurement of this machine):
 - Host frames: denoised frames and output frames as 8-bit RGB, plus the interpolation's
   few float32 frames.
 
-Calibration: ``UNET_CALIBRATION`` and ``VAE_WORKING`` were fitted to peak-RSS
-measurements of the full-size SD 1.5 + v1.5 motion adapter UNet and SD's VAE (random
-weights, float32, CPU; see the README's benchmark table); ``TRANSFORMER_WORKING`` and
-the skip sum are the structural model the calibration scales.
+Calibration (``bench/memory.py``: peak RSS over the loaded model, random weights,
+float32, CPU, glibc returning freed blocks): the full-size SD 1.5 + v1.5 motion adapter
+UNet with guidance at windows (2, 32, 32) and (2, 48, 48) peaked at 183 and 329 MiB.
+Their difference — what grows with the tokens — is 1.01× this model's (so
+``UNET_CALIBRATION`` = 1); the rest, 66 MiB, does not grow (``UNET_FIXED``). SD's VAE
+fitted ``VAE_WORKING`` the same way. Not measured: CUDA (its allocator's rounding and
+cuDNN workspaces come on top), float16 (assumed to halve every activation).
 """
 
 from __future__ import annotations
@@ -57,8 +60,11 @@ from .backends import DECODE_PAD
 GIB = 1 << 30
 #: Feed-forward working set of a transformer block, in units of its channels × tokens.
 TRANSFORMER_WORKING = 18
-#: Measured / modelled peak of one UNet call (fitted, see the module docstring).
+#: Measured / modelled growth of one UNet call with its tokens (fitted, see the docstring).
 UNET_CALIBRATION = 1.0
+#: What one UNet call needs whatever its size (measured on the CPU: 66 MiB in float32 at
+#: batch 4 — the time embedding, text states, convolution weights repacked per call).
+UNET_FIXED = 64 << 20
 #: Tensors of a decoder level's input size held at once while decoding (fitted).
 VAE_WORKING = 3.0
 #: Working copies of the ring latent besides the latent itself.
@@ -251,7 +257,7 @@ def unet_call_bytes(shape: ModelShape, job: JobSize) -> int:
         else:
             working = max(working, 4 * channels * level_tokens)  # a ResNet's tensors
     per_item = (skips + working) * UNET_CALIBRATION
-    return int(batch * per_item * DTYPE_BYTES[job.dtype])
+    return int(batch * per_item * DTYPE_BYTES[job.dtype]) + UNET_FIXED
 
 
 def vae_decode_bytes(shape: ModelShape, job: JobSize) -> int:
