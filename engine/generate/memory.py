@@ -40,7 +40,9 @@ float32, CPU, glibc returning freed blocks): the full-size SD 1.5 + v1.5 motion 
 UNet with guidance at windows (2, 32, 32) and (2, 48, 48) peaked at 183 and 329 MiB.
 Their difference — what grows with the tokens — is 1.01× this model's (so
 ``UNET_CALIBRATION`` = 1); the rest, 66 MiB, does not grow (``UNET_FIXED``). SD's VAE
-fitted ``VAE_WORKING`` the same way. Not measured: CUDA (its allocator's rounding and
+decoding one 512×256 frame (640×256 with the wrapped columns) peaked at 618 MiB, which
+sets ``VAE_WORKING`` (one size only: a fixed part, if any, is counted as growing, so
+larger frames are overestimated rather than under). Not measured: CUDA (its allocator's rounding and
 cuDNN workspaces come on top), float16 (assumed to halve every activation).
 """
 
@@ -65,8 +67,9 @@ UNET_CALIBRATION = 1.0
 #: What one UNet call needs whatever its size (measured on the CPU: 66 MiB in float32 at
 #: batch 4 — the time embedding, text states, convolution weights repacked per call).
 UNET_FIXED = 64 << 20
-#: Tensors of a decoder level's input size held at once while decoding (fitted).
-VAE_WORKING = 3.0
+#: Tensors of a decoder level's input size held at once while decoding (fitted: SD's VAE
+#: decoding 640×256 px in float32 peaked at 618 MiB, 3.9 × 256 channels × its pixels).
+VAE_WORKING = 3.9
 #: Working copies of the ring latent besides the latent itself.
 LATENT_COPIES = 4
 #: Widths at and above which the VAE decodes in tiles by itself (pixels).
