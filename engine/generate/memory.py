@@ -293,12 +293,12 @@ def latent_bytes(shape: ModelShape, job: JobSize) -> int:
 
 
 def frame_bytes(job: JobSize) -> int:
-    """Decoded and output 8-bit frames held in RAM until written, plus working frames."""
+    """Decoded and output 8-bit frames held in RAM until written, plus, when the rate is
+    interpolated, the interpolation's working frames (about six in float32)."""
     frame = job.width * job.height * 3
-    held = job.denoised_frames + (
-        job.output_frames if job.output_frames != job.denoised_frames else 0
-    )
-    return int(frame * held + 6 * frame * 4)
+    if job.output_frames == job.denoised_frames:
+        return frame * job.denoised_frames
+    return frame * (job.denoised_frames + job.output_frames) + 6 * frame * 4
 
 
 # --------------------------------------------------------------------------- budgets
