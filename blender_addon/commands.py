@@ -48,7 +48,7 @@ def new_output_path(scene: Any, kind: str) -> Path:
     stem = contract.safe_name(f"{scene.name}-{kind}", fallback=kind)
     stem = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     path, n = root / stem, 1
-    while path.exists() or any(root.glob(f".{path.name}.partial-*")):
+    while path.exists() or any(root.glob(f"{contract.partial_prefix(path)}*")):
         n += 1
         path = root / f"{stem}-{n}"
     return path

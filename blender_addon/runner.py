@@ -38,6 +38,7 @@ from typing import Any
 import bpy
 from bpy.app.handlers import persistent
 
+from . import contract
 from .engine_env import AddonError
 
 #: Seconds between two timer ticks while a job runs.
@@ -381,7 +382,7 @@ def remove_partial_outputs(output: Path | None) -> None:
     """Remove ``.NAME.partial-*`` siblings a killed worker could not clean up itself."""
     if output is None or not output.parent.is_dir():
         return
-    for partial in output.parent.glob(f".{output.name}.partial-*"):
+    for partial in output.parent.glob(f"{contract.partial_prefix(output)}*"):
         shutil.rmtree(partial, ignore_errors=True)
 
 

@@ -109,18 +109,22 @@ def main(out: Path, hdri: Path) -> None:
     pano.data.panorama_type = "EQUIRECTANGULAR"
     render(scene, pano, PANORAMA_SIZE, (1, 1), out / "panorama.exr")
 
-    cameras = []
-    for name, rot, lens, fit, sensor, size, shift, aspect in CAMERAS:
-        obj = add_camera(scene, name, rot)
-        obj.data.lens = lens
-        obj.data.sensor_fit = fit
-        obj.data.sensor_width, obj.data.sensor_height = sensor
-        obj.data.shift_x, obj.data.shift_y = shift
-        render(scene, obj, size, aspect, out / f"{name}.exr")
-        # cameras.json is written per camera: resolution lives on the scene.
-        write_cameras_json([obj], scene, out / f"{name}.json")
-        cameras.append(out / f"{name}.json")
-    print("rendered", len(cameras), "cameras into", out)
+    for spec in CAMERAS:
+        render_reference_camera(scene, spec, out)
+    print("rendered", len(CAMERAS), "cameras into", out)
+
+
+def render_reference_camera(scene: bpy.types.Scene, spec: tuple, out: Path) -> None:
+    """Render one camera of :data:`CAMERAS` to ``out/<name>.exr`` with its cameras.json."""
+    name, rot, lens, fit, sensor, size, shift, aspect = spec
+    obj = add_camera(scene, name, rot)
+    obj.data.lens = lens
+    obj.data.sensor_fit = fit
+    obj.data.sensor_width, obj.data.sensor_height = sensor
+    obj.data.shift_x, obj.data.shift_y = shift
+    render(scene, obj, size, aspect, out / f"{name}.exr")
+    # cameras.json is written per camera: resolution lives on the scene.
+    write_cameras_json([obj], scene, out / f"{name}.json")
 
 
 #: Cameras of the turned-World check (a subset: straight ahead, up, across the seam, a
@@ -136,16 +140,9 @@ def main_turned(out: Path, hdri: Path, yaw_degrees: float) -> None:
     env = next(n for n in scene.world.node_tree.nodes if n.bl_idname == "ShaderNodeTexEnvironment")
     mapping = addon_world.rotation_node(scene.world, env)
     mapping.inputs["Rotation"].default_value = (0.0, 0.0, math.radians(yaw_degrees))
-    for name, rot, lens, fit, sensor, size, shift, aspect in CAMERAS:
-        if name not in TURNED_CAMERAS:
-            continue
-        obj = add_camera(scene, name, rot)
-        obj.data.lens = lens
-        obj.data.sensor_fit = fit
-        obj.data.sensor_width, obj.data.sensor_height = sensor
-        obj.data.shift_x, obj.data.shift_y = shift
-        render(scene, obj, size, aspect, out / f"{name}.exr")
-        write_cameras_json([obj], scene, out / f"{name}.json")
+    for spec in CAMERAS:
+        if spec[0] in TURNED_CAMERAS:
+            render_reference_camera(scene, spec, out)
 
 
 if __name__ == "__main__":
