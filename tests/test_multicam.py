@@ -184,3 +184,30 @@ def test_existing_output_is_refused(multicam: Path, scene: Path) -> None:
     before = sorted(p.name for p in multicam.iterdir())
     assert main([*argv, "--out", str(multicam)]) == 2
     assert sorted(p.name for p in multicam.iterdir()) == before
+
+
+def test_camera_names_that_collide_once_made_safe_never_overwrite(scene: Path, tmp_path: Path):
+    """``a b``, ``a_b``, ``a:b`` and a name equal to ``manifest.json`` look four ways: four
+    folders and four videos, each with its own camera's pixels (behaviour)."""
+    names = {"a b": 0.0, "a_b": 90.0, "a:b": 180.0, "manifest.json": 270.0}
+    cameras = [camera_entry(name, yaw) for name, yaw in names.items()]
+    (tmp_path / "cameras.json").write_text(json.dumps(cameras))
+    out = tmp_path / "mc"
+    argv = [
+        "multicam",
+        "--panorama",
+        str(scene / "loop"),
+        "--cameras",
+        str(tmp_path / "cameras.json"),
+    ]
+    assert main([*argv, "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "multicam"  # not overwritten by a camera's folder
+    folders = {c["name"]: c["folder"] for c in manifest["cameras"]}
+    assert len(set(folders.values())) == 4 and folders["a_b"] == "a_b"
+    pano = read_image(scene / "loop/frames/frame_000001.png")
+    for entry in cameras:
+        expected = equirect_to_camera(pano, BlenderCamera.from_dict(entry))
+        got = read_image(out / "views" / folders[entry["name"]] / "frame_000001.png")
+        np.testing.assert_array_equal(got, expected)
+        assert len(read_mp4(out / f"{folders[entry['name']]}.mp4")[0]) == FRAMES
