@@ -284,6 +284,14 @@ OPERATOR_SCRIPT = textwrap.dedent(
     scene.render.resolution_x, scene.render.resolution_y = 32, 24
     seen["apply"] = sorted(bpy.ops.panoloop.apply_world(directory=config["loop"]))
     scene.world.cycles.sampling_method = "NONE"
+    # The World's rotation drives PanoLoop's Mapping node; every plan passes it on.
+    import math
+    scene.panoloop.world_rotation = math.radians(30)
+    mapping = scene.world.node_tree.nodes["PanoLoop Rotation"]
+    seen["mapping_z"] = math.degrees(mapping.inputs["Rotation"].default_value[2])
+    seen["mapping_feeds_env"] = (
+        scene.world.node_tree.nodes["PanoLoop Environment"].inputs["Vector"].links[0].from_node
+        == mapping)
     scene.frame_start, scene.frame_end = 1, {frames}
 
     def call(op, **kw):
@@ -348,6 +356,7 @@ def test_operators_run_blocking_in_background_mode(blender_out: Path, tmp_path: 
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads((tmp_path / "seen.json").read_text())
     assert seen["install"] == ["FINISHED"] and seen["apply"] == ["FINISHED"]
+    assert abs(seen["mapping_z"] - 30) < 1e-4 and seen["mapping_feeds_env"]
     assert seen["multicam"] == ["FINISHED"] and seen["export_vr"] == ["FINISHED"]
     assert "frame range 1-9 is 9 frames but the loop has 4" in seen["bad_range"]
     # One camera-scope rule: a non-perspective camera is left out, and named.
@@ -369,5 +378,7 @@ def test_operators_run_blocking_in_background_mode(blender_out: Path, tmp_path: 
     assert not [p for p in (tmp_path / "outputs").iterdir() if p.name.startswith(".")]
     assert len(list((multicam / "renders" / "Camera").glob("*.png"))) == LOOP_FRAMES
     assert (multicam / "contact_sheet.png").is_file()
+    for folder in (multicam, async_multicam, vr, async_vr):  # the World's rotation, passed on
+        assert abs(json.loads((folder / "manifest.json").read_text())["yaw_degrees"] - 30) < 1e-9
     assert (vr / "panorama" / "webxr" / "index.html").is_file()
     assert (vr / "scene.glb").is_file() and not (vr / "scene_360_TB").exists()
