@@ -68,3 +68,30 @@ def test_serve_answers_https_on_localhost_with_the_viewer(package: Path) -> None
 def test_serve_refuses_a_folder_without_a_viewer(tmp_path: Path, capsys) -> None:
     assert main(["serve", str(tmp_path)]) == 2
     assert "holds no WebXR package" in capsys.readouterr().err
+
+
+def test_the_worker_serves_until_cancel_and_shows_the_url(package: Path, tmp_path: Path) -> None:
+    """What *Serve to Headset* runs: the worker reports the URL as its stage, serves, and a
+    ``cancel`` line stops it with a ``cancelled`` event."""
+    import json
+
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"command": "serve", "argv": [str(package), "--port", "0"]}))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "worker", "--job", str(job)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+    )
+    events = []
+    for line in proc.stdout:
+        events.append(json.loads(line))
+        if events[-1]["event"] == "progress":
+            break
+    assert events[-1]["stage"].startswith("serving https://localhost:"), events
+    proc.stdin.write("cancel\n")
+    proc.stdin.flush()
+    final = [json.loads(line) for line in proc.stdout][-1]
+    assert final["event"] == "cancelled" and proc.wait(timeout=30) == 130

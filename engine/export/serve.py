@@ -23,7 +23,7 @@ import ipaddress
 import socket
 from pathlib import Path
 
-from ..contract import WEBXR_DIR, BadInput
+from ..contract import WEBXR_DIR, BadInput, JobCancelled
 from ..progress import JobContext
 
 HELP = "serve a WebXR package over HTTPS (self-signed) so a headset can enter VR"
@@ -110,6 +110,8 @@ def _serve_until_cancelled(server: object, ctx: JobContext) -> None:
     finally:
         server.shutdown()
         thread.join()
+    if ctx.cancel.cancelled:  # the add-on's Cancel: the worker reports it as cancelled
+        raise JobCancelled("stopped serving; nothing was written")
 
 
 def https_server(root: Path, host: str, port: int, cert: Path, key: Path) -> object:
