@@ -113,7 +113,8 @@ def in_blender(config: dict) -> None:
     vr = newest(out / "outputs", "*-vr-*")
     for mp4 in sorted(vr.rglob("*_360*.mp4")):
         print(f"360° video: {mp4}")
-    print(f"WebXR viewer: {next(vr.rglob('index.html'))} (serve its folder over http)")
+    print(f"WebXR viewer: {next(vr.rglob('index.html'))}")
+    print(f"to a headset: python -m engine serve {vr}  (HTTPS; see the README)")
 
 
 def install_extension(bpy, zip_path: Path, outputs: Path) -> None:
