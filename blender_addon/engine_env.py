@@ -212,7 +212,8 @@ def preview_args(scene: Any) -> list[str]:
     """``--ocio-config``, ``--view`` and ``--exposure`` so the engine's 8-bit previews look
     as the scene shows HDR: Blender's own OCIO config (the engine has no bpy to find it)
     and the scene's view transform and exposure."""
-    config = bpy.utils.system_resource("DATAFILES", path="colormanagement/config.ocio")
+    # system_resource resolves folders only (a file path gives ""): join the file on.
+    config = Path(bpy.utils.system_resource("DATAFILES", path="colormanagement")) / "config.ocio"
     view = scene.view_settings.view_transform
     return [
         "--ocio-config", str(config),
