@@ -379,6 +379,6 @@ def test_operators_run_blocking_in_background_mode(blender_out: Path, tmp_path: 
     assert len(list((multicam / "renders" / "Camera").glob("*.png"))) == LOOP_FRAMES
     assert (multicam / "contact_sheet.png").is_file()
     for folder in (multicam, async_multicam, vr, async_vr):  # the World's rotation, passed on
-        assert abs(json.loads((folder / "manifest.json").read_text())["yaw_degrees"] - 30) < 1e-9
+        assert abs(json.loads((folder / "manifest.json").read_text())["yaw_degrees"] - 30) < 1e-4
     assert (vr / "panorama" / "webxr" / "index.html").is_file()
     assert (vr / "scene.glb").is_file() and not (vr / "scene_360_TB").exists()
