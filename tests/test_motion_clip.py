@@ -249,7 +249,7 @@ def inputs(tmp_path) -> dict:
         ("region_size", "region_small.png is 128x64; for this equirect clip it must be 256x128"),
         ("region_black", "is black everywhere"),
         ("no_fps", "--fps must give its frame rate"),
-        ("bad_fps", "--fps must be a positive number, got nan"),
+        ("bad_fps", "argument --fps: must be a number from 1 to 240 fps, got 'nan'"),
         ("missing", "clip not found"),
     ],
 )
