@@ -230,9 +230,10 @@ def generate_job(scene: Any) -> Job:
         "--seed", str(settings.seed),
         "--device", DEVICE_FLAGS[prefs.device],
         "--dtype", DTYPE_FLAGS[prefs.precision],
-        "--window-frames", str(prefs.window_frames),
         "--schedule", prefs.schedule,
     ]  # fmt: skip
+    if prefs.window_frames > 0:  # 0: the engine picks the model family's own window
+        argv += ["--window-frames", str(prefs.window_frames)]
     if settings.negative_prompt.strip():
         argv += ["--negative", settings.negative_prompt]
     if prefs.motion_adapter.strip():

@@ -97,9 +97,12 @@ class PanoLoopPreferences(bpy.types.AddonPreferences):
     )
     window_frames: IntProperty(
         name="Window Frames",
-        description="Frames the model sees per call (AnimateDiff: 16; fewer is faster)",
-        default=16,
-        min=1,
+        description=(
+            "Frames the model sees per call; 0 = the model's own (AnimateDiff 16, Wan 81). "
+            "Fewer is faster"
+        ),
+        default=0,
+        min=0,
         max=64,
     )
     schedule: EnumProperty(
