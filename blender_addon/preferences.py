@@ -192,17 +192,26 @@ class PANOLOOP_OT_setup_engine(bpy.types.Operator):  # noqa: N801 (Blender namin
     bl_options = {"REGISTER", "INTERNAL"}
 
     def execute(self, context: Any) -> set[str]:
-        try:
-            job = setup_engine_job()
-            runner.start(job, blocking=bpy.app.background)
-        except AddonError as exc:
-            self.report({"ERROR"}, exc.report_text())
-            return {"CANCELLED"}
-        if job.state == "ERROR":
-            self.report({"ERROR"}, f"{job.message} — {job.fix}")
+        job = start_engine_job(self, setup_engine_job)
+        if job is None:
             return {"CANCELLED"}
         self.report({"INFO"}, "Setting up the engine environment (see the PanoLoop panel)")
         return {"FINISHED"}
+
+
+def start_engine_job(operator: Any, make_job: Any) -> runner.Job | None:
+    """Build and start an engine set-up job (blocking in background mode); None after an
+    ERROR report, when it could not be built or it failed."""
+    try:
+        job = make_job()
+        runner.start(job, blocking=bpy.app.background)
+    except AddonError as exc:
+        operator.report({"ERROR"}, exc.report_text())
+        return None
+    if job.state == "ERROR":
+        operator.report({"ERROR"}, f"{job.message} — {job.fix}")
+        return None
+    return job
 
 
 def setup_engine_job() -> runner.Job:
@@ -247,14 +256,8 @@ class PANOLOOP_OT_check_engine(bpy.types.Operator):  # noqa: N801 (Blender namin
     bl_options = {"REGISTER", "INTERNAL"}
 
     def execute(self, context: Any) -> set[str]:
-        try:
-            job = check_engine_job()
-            runner.start(job, blocking=bpy.app.background)
-        except AddonError as exc:
-            self.report({"ERROR"}, exc.report_text())
-            return {"CANCELLED"}
-        if job.state == "ERROR":
-            self.report({"ERROR"}, f"{job.message} — {job.fix}")
+        job = start_engine_job(self, check_engine_job)
+        if job is None:
             return {"CANCELLED"}
         if job.state == "DONE":
             self.report({"INFO"}, job.message)
