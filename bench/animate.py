@@ -48,12 +48,15 @@ from engine.animate.priors import ProceduralPrior  # noqa: E402
 from engine.animate.splat import SOFTMAX_BETA, SoftmaxSplatter  # noqa: E402
 from engine.media import (  # noqa: E402
     EXR_CODECS,
+    HALF_MAX,
     encode_mp4,
+    half_planes,
     read_image,
     to_display_uint8,
     write_image,
 )
 from engine.progress import JobContext  # noqa: E402
+from engine.sink import preview_frame  # noqa: E402
 
 WIDTH, HEIGHT = 2048, 1024
 
@@ -68,15 +71,19 @@ def bundled_ocio_config() -> Path:
     return bpy_dir / "5.0/datafiles/colormanagement/config.ocio"
 
 
-def end_to_end(image: np.ndarray, frames: int, workdir: Path, config: Path) -> tuple[float, dict]:
-    """Wall seconds of a whole animate job on ``image`` (written as a lossless EXR first)."""
+def end_to_end(
+    image: np.ndarray, frames: int, workdir: Path, config: Path
+) -> tuple[float, float, dict]:
+    """Wall seconds of a whole animate job on ``image`` (written as a lossless EXR first),
+    its CPU seconds (this process and ffmpeg) and its per-stage timings."""
     source = write_image(workdir / "still.exr", image, exr_codec="piz")
     ctx = JobContext()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time() + children_cpu()
     animate_panorama(
         source, workdir / "loop", seconds=frames / 24, fps=24, ocio_config=config, ctx=ctx
     )
-    return time.perf_counter() - start, ctx.timings
+    cpu = time.process_time() + children_cpu() - cpu
+    return time.perf_counter() - start, cpu, ctx.timings
 
 
 def children_cpu() -> float:
@@ -112,7 +119,8 @@ def codec_table(frame: np.ndarray, workdir: Path, display: colour.DisplayTransfo
 
 def preset_table(previews: list[np.ndarray], workdir: Path) -> None:
     n = len(previews)
-    print(f"x264 presets, {n} AgX frames 2048x1024 at CRF 18 (ffmpeg's CPU per frame):")
+    height, width = previews[0].shape[:2]
+    print(f"x264 presets, {n} AgX frames {width}x{height} at CRF 18 (ffmpeg's CPU per frame):")
     for preset in ("ultrafast", "superfast", "veryfast", "medium"):
         path = workdir / f"preset_{preset}.mp4"
         cpu, wall = children_cpu(), time.perf_counter()
@@ -195,13 +203,16 @@ def interleaved_timings(renderers, counts, texture, chunks: int = 12) -> list[fl
     includes building the frame's motion from the spectral volume."""
     motion = np.empty(texture.shape, dtype=np.float32)
     spent = [0.0] * len(renderers)
+    cpu = [0.0] * len(renderers)
     plan = [np.array_split(np.arange(n), chunks) for n in counts]
     for chunk in range(chunks):
         for which, render in enumerate(renderers):
-            start = time.perf_counter()
+            start, used = time.perf_counter(), time.process_time()
             for t in plan[which][chunk]:
                 render(texture.frame(int(t), motion), int(t))
             spent[which] += time.perf_counter() - start
+            cpu[which] += time.process_time() - used
+    interleaved_timings.cpu = cpu
     return spent
 
 
@@ -284,7 +295,7 @@ def main() -> None:
     # The whole job, right after the renderer's own timing (same machine state).
     with tempfile.TemporaryDirectory() as tmp:
         load_e2e = os.getloadavg()[0]
-        e2e_s, timings = end_to_end(image, args.frames, Path(tmp), config)
+        e2e_s, e2e_cpu, timings = end_to_end(image, args.frames, Path(tmp), config)
         frames_mb = sum(p.stat().st_size for p in (Path(tmp) / "loop/frames").iterdir()) / 1e6
 
     fps_ours = args.frames / ours
@@ -324,18 +335,49 @@ def main() -> None:
         f"each (default codec)"
     )
     print("  job timings (s; writers/tone map/encode summed over their threads):", timings)
+    ours_cpu = interleaved_timings.cpu[0]
+    print(
+        f"  CPU per frame: renderer alone {1000 * ours_cpu / args.frames:.0f} ms "
+        f"({ours_cpu / ours:.2f} cores busy); whole job {1000 * e2e_cpu / args.frames:.0f} ms "
+        f"(this process and ffmpeg, {e2e_cpu / e2e_s:.2f} cores busy); {os.cpu_count()} cores"
+    )
     print(f"end-to-end / renderer frames/s: {fps_e2e / fps_ours:.2f}  (target >= 0.5)")
     if not args.skip_parts:
         frames = [renderer.frame(t) for t in range(min(args.frames, 24))]
         start = time.process_time()
-        previews = [display.to_uint8(f).copy() for f in frames]
+        halves = [half_planes(f) for f in frames]
+        half_cpu = time.process_time() - start
+        start = time.process_time()
+        for f in frames[:4]:
+            np.clip(f, -HALF_MAX, HALF_MAX).astype(np.float16)
+        numpy_half_cpu = time.process_time() - start
+        start = time.process_time()
+        smaller = [preview_frame(f) for f in frames]
+        scale_cpu = time.process_time() - start
+        start = time.process_time()
+        previews = [display.to_uint8(f, threads=1).copy() for f in smaller]
         tone_cpu = time.process_time() - start
+        start = time.process_time()
+        for f in frames[:4]:
+            display.to_uint8(f, threads=1)
+        full_tone_cpu = time.process_time() - start
+        del halves
+        n = len(frames)
+        print(
+            f"float32 -> half planes: {1000 * half_cpu / n:.1f} ms CPU/frame compiled; numpy "
+            f"clip + astype {1000 * numpy_half_cpu / 4:.1f} ms"
+        )
+        print(
+            f"preview {smaller[0].shape[1]}x{smaller[0].shape[0]}: area scale "
+            f"{1000 * scale_cpu / n:.1f} ms CPU/frame, AgX at that size "
+            f"{1000 * tone_cpu / n:.1f} ms (at full size {1000 * full_tone_cpu / 4:.1f} ms)"
+        )
         start = time.process_time()
         for f in frames[:4]:
             colour.exact_to_uint8(config, "AgX", f)
         exact_cpu = time.process_time() - start
         print(
-            f"tone map AgX: baked {1000 * tone_cpu / len(frames):.0f} ms CPU/frame; "
+            f"tone map AgX, full size: baked {1000 * full_tone_cpu / 4:.0f} ms CPU/frame; "
             f"OpenColorIO's exact processor {1000 * exact_cpu / 4:.0f} ms CPU/frame"
         )
         with tempfile.TemporaryDirectory() as tmp:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import OpenEXR
+from numba import njit
 
 # OpenCV reads EXR only when this is set before cv2 is first imported.
 os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
@@ -167,13 +168,71 @@ def encode_image(image: np.ndarray, suffix: str) -> memoryview:
 
 
 def _write_exr(path: Path, image: np.ndarray, codec: str) -> None:
-    half = np.clip(image, -HALF_MAX, HALF_MAX).astype(np.float16)
-    channels = {name: np.ascontiguousarray(half[:, :, i]) for i, name in enumerate("RGB")}
+    write_half_exr(path, half_planes(image), codec)
+
+
+def write_half_exr(path: Path, planes: np.ndarray, codec: str) -> None:
+    """Write (3, H, W) float16 planes (R, G, B, from :func:`half_planes`) as an EXR."""
+    channels = dict(zip("RGB", planes, strict=True))
     header = {"compression": EXR_CODECS[codec], "type": OpenEXR.scanlineimage}
     try:
         OpenEXR.File(header, channels).write(str(path))
     except Exception as exc:  # the binding raises a bare Exception for any I/O failure
         raise _why_write_failed(path, exc) from None
+
+
+def half_planes(image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """An (H, W, 3) float32 frame as (3, H, W) float16 planes R, G, B, each contiguous (as
+    OpenEXR stores channels): values clamped to ±:data:`HALF_MAX`, rounded to nearest
+    even — bit for bit ``np.clip(image, -HALF_MAX, HALF_MAX).astype(np.float16)``, but in
+    one compiled pass that releases the GIL (numpy's conversion plus the channel copies
+    cost about six times as much CPU).
+    """
+    height, width = image.shape[:2]
+    if out is None:
+        out = np.empty((3, height, width), np.float16)
+    source = np.ascontiguousarray(image, dtype=np.float32)
+    _half_rows(source.view(np.uint32), out.view(np.uint16))
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _half_rows(bits, out):
+    """float32 bits (H, W, 3) → half bits (3, H, W): clamp to ±65504, round half to even."""
+    height, width = bits.shape[:2]
+    for y in range(height):
+        for x in range(width):
+            for c in range(3):
+                out[c, y, x] = _to_half(bits[y, x, c])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _to_half(f):
+    """One float32 (as its bits) → the bits of the nearest half, ties to even, clamped to
+    ±65504 (the largest half); NaN stays NaN with numpy's payload."""
+    sign = np.uint16((f >> np.uint32(16)) & np.uint32(0x8000))
+    a = f & np.uint32(0x7FFFFFFF)
+    if a > np.uint32(0x7F800000):  # NaN: its payload's top bits, kept a NaN (as numpy)
+        payload = np.uint16((a & np.uint32(0x7FFFFF)) >> np.uint32(13))
+        return sign | np.uint16(0x7C00) | max(payload, np.uint16(1))
+    if a >= np.uint32(0x477FE000):  # ≥ 65504: clamped
+        return sign | np.uint16(0x7BFF)
+    if a >= np.uint32(0x38800000):  # a normal half: drop 13 mantissa bits, ties to even
+        odd = (a >> np.uint32(13)) & np.uint32(1)
+        rounded = a - np.uint32(0x38000000) + np.uint32(0xFFF) + odd
+        return sign | np.uint16(rounded >> np.uint32(13))
+    if a < np.uint32(0x33000000):  # below half the smallest subnormal: ±0
+        return sign
+    # Subnormal half: units of 2^-24; the float's 24-bit significand shifted right.
+    exponent = a >> np.uint32(23)
+    significand = (a & np.uint32(0x7FFFFF)) | np.uint32(0x800000)
+    shift = np.uint32(126) - exponent  # ≥ 14 for a < 2^-14
+    units = significand >> shift
+    rest = significand & ((np.uint32(1) << shift) - np.uint32(1))
+    halfway = np.uint32(1) << (shift - np.uint32(1))
+    if rest > halfway or (rest == halfway and (units & np.uint32(1))):
+        units += np.uint32(1)
+    return sign | np.uint16(units)
 
 
 def frame_path(folder: Path, index: int, dtype: np.dtype) -> Path:
@@ -208,9 +267,9 @@ BT709_TAGS = [
     "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
     "-color_range", "tv",
 ]  # fmt: skip
-#: x264 preset of the previews (``panorama.mp4``, multicam clips): 2048×1024 encodes
-#: several times faster than ``medium`` at the same CRF (bench/animate.py measures it).
-PREVIEW_PRESET = "veryfast"
+#: x264 preset of the previews (``panorama.mp4``, multicam clips): a third of ``medium``'s
+#: CPU at the same CRF, for files about twice as big (bench/animate.py measures it).
+PREVIEW_PRESET = "superfast"
 
 
 def encode_mp4(

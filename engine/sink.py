@@ -2,10 +2,16 @@
 
 A :class:`FrameSink` takes frames in order from one producer (the renderer) and hands
 them to threads: ``writers`` threads write the numbered frame files (EXR compression in
-OpenEXR releases the GIL) and one preview thread tone-maps each frame with the job's
-:class:`~engine.colour.DisplayTransform` and streams it to ffmpeg, which encodes on its
-own cores. Both queues are bounded (``depth`` frames), so memory stays bounded: the
-producer waits when the writers fall behind.
+OpenEXR releases the GIL) and one preview thread scales each frame down to the preview's
+size (at most :data:`PREVIEW_MAX_WIDTH` wide, averaging scene-linear light), tone-maps
+it with the job's :class:`~engine.colour.DisplayTransform` and streams it to ffmpeg.
+Both queues are bounded (``depth`` frames), so memory stays bounded: the producer waits
+when the writers fall behind.
+
+CPU, not threads, is what a job on a small machine waits for (the threads only overlap
+work): a float frame is converted to half floats once, in one compiled pass, and the
+preview is tone-mapped and encoded at its own size, a quarter of a 2048×1024 frame's
+pixels (``bench/animate.py`` measures each part).
 
 Failure and cancel: the first error in any thread stops the sink and is raised to the
 producer on its next :meth:`FrameSink.put` (or at :meth:`FrameSink.finish`); leaving the
@@ -23,10 +29,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
+import cv2
 import numpy as np
 
 from .colour import DisplayTransform
-from .media import DEFAULT_EXR_CODEC, PREVIEW_PRESET, frame_path, open_mp4, write_image
+from .media import (
+    DEFAULT_EXR_CODEC,
+    PREVIEW_PRESET,
+    frame_path,
+    open_mp4,
+    write_image,
+)
 from .progress import JobContext
 
 #: Frames waiting in each queue: enough to ride out a slow write, 24 MB each at 2048×1024.
@@ -35,6 +48,28 @@ QUEUE_DEPTH = 3
 WRITER_THREADS = 2
 #: Seconds between checks for a failed thread while the producer waits on a full queue.
 POLL_S = 0.1
+#: Widest preview MP4, pixels: wider frames are scaled down by a whole factor (2048 → 1024).
+#: The preview is for looking at the loop; the frames on disk keep the full resolution
+#: and the export makes its 360 video from them.
+PREVIEW_MAX_WIDTH = 1024
+
+
+def preview_size(width: int, height: int) -> tuple[int, int]:
+    """(width, height) of the preview of a ``width``×``height`` frame: divided by the
+    smallest whole factor that brings it to at most :data:`PREVIEW_MAX_WIDTH` wide, and
+    rounded down to even numbers (H.264's 4:2:0 chroma)."""
+    factor = max(1, -(-width // PREVIEW_MAX_WIDTH))
+    return max(2, width // factor // 2 * 2), max(2, height // factor // 2 * 2)
+
+
+def preview_frame(frame: np.ndarray) -> np.ndarray:
+    """``frame`` at its preview size: an area average (of scene-linear light for float
+    frames, so highlights keep their energy), or the frame itself when it already fits."""
+    height, width = frame.shape[:2]
+    size = preview_size(width, height)
+    if size == (width, height):
+        return frame
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
 
 class _Stopped(Exception):
@@ -105,7 +140,7 @@ class FrameSink:
         if self.preview is not None and self._encoder is None:
             # ffmpeg is spawned here, in the producer's thread, never from the preview
             # thread while the producer may be inside a BLAS call (see media.open_mp4).
-            height, width = frame.shape[:2]
+            width, height = preview_size(frame.shape[1], frame.shape[0])
             self._encoder = open_mp4(self.preview, width, height, self.fps, preset=self.preset)
         self._put(self._writes, (index, frame))
         if self._previews is not None:
@@ -224,7 +259,7 @@ class FrameSink:
                     return
                 raise _Stopped
             start = time.perf_counter()
-            shown = self.display.to_uint8(frame, threads=1)
+            shown = self.display.to_uint8(preview_frame(frame), threads=1)
             self._add("tone_map", time.perf_counter() - start)
             yield shown
 

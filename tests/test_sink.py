@@ -111,3 +111,62 @@ def test_progress_in_a_log_is_a_line_per_stage_start_and_end():
         progress("render", step, 4)
     lines = log.getvalue().splitlines()
     assert lines[0] == "render: 1/4" and lines[-1].startswith("render: 4/4 (")
+
+
+def test_half_planes_round_like_numpy_bit_for_bit():
+    """The compiled float32 → half conversion the EXR writer uses equals numpy's
+    ``clip(±65504).astype(float16)`` on every kind of value: random bit patterns, the
+    exact midpoints between neighbouring halves (ties to even) and just above them,
+    subnormals, the clamp at ±65504, zeros of both signs, NaN."""
+    from engine.media import HALF_MAX, half_planes
+
+    rng = np.random.default_rng(7)
+    patterns = rng.integers(0, 2**32, size=200_000, dtype=np.uint64).astype(np.uint32)
+    values = patterns.view(np.float32)
+    lower = np.arange(0, 0x7BFF, dtype=np.uint16).view(np.float16).astype(np.float64)
+    upper = np.arange(1, 0x7C00, dtype=np.uint16).view(np.float16).astype(np.float64)
+    midpoints = ((lower + upper) / 2).astype(np.float32)  # exact in float32
+    above = np.nextafter(midpoints, np.float32(np.inf))
+    edges = np.array(
+        [0.0, -0.0, 65504, 65505, 65519.9, 65520, 1e30, np.inf, 2**-24, 2**-25, 3 * 2**-25,
+         2**-14, 1e-45, np.nan],
+        np.float32,
+    )  # fmt: skip
+    flat = np.concatenate([values, midpoints, -midpoints, above, -above, edges, -edges])
+    flat = np.concatenate([flat, np.zeros((-flat.size) % 3, np.float32)])
+    image = flat.reshape(1, -1, 3)
+    with np.errstate(invalid="ignore", over="ignore"):
+        expected = np.clip(image, -HALF_MAX, HALF_MAX).astype(np.float16)
+    ours = half_planes(image)
+    assert ours.shape == (3, 1, image.shape[1]) and all(p.flags.c_contiguous for p in ours)
+    assert np.array_equal(ours.view(np.uint16), expected.transpose(2, 0, 1).view(np.uint16))
+
+
+def test_preview_is_at_most_1024_wide_and_averages_light():
+    """A 2048×1024 frame's preview is 1024×512, the area average of linear light; a
+    frame already that narrow is its own preview (the same array, not a copy)."""
+    from engine.sink import PREVIEW_MAX_WIDTH, preview_frame, preview_size
+
+    assert PREVIEW_MAX_WIDTH == 1024
+    assert preview_size(2048, 1024) == (1024, 512) and preview_size(1024, 512) == (1024, 512)
+    assert preview_size(4096, 2048) == (1024, 512) and preview_size(3000, 1500) == (1000, 500)
+    frame = np.zeros((1024, 2048, 3), np.float32)
+    frame[0::2, 0::2] = 40.0  # a quarter of the pixels bright: the average is 10
+    small = preview_frame(frame)
+    assert small.shape == (512, 1024, 3) and np.allclose(small, 10.0)
+    narrow = np.ones((512, 1024, 3), np.float32)
+    assert preview_frame(narrow) is narrow
+
+
+def test_sink_preview_of_a_wide_frame_is_scaled_down(tmp_path):
+    """The preview MP4 of 2048×1024 frames is 1024×512; the frames stay 2048×1024."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    display = display_transform("Standard")
+    with FrameSink(frames, 2, display=display, preview=tmp_path / "p.mp4") as sink:
+        for t in range(2):
+            sink.put(t, np.full((1024, 2048, 3), 0.25 * (t + 1), np.float32))
+        sink.finish()
+    video, _ = read_mp4(tmp_path / "p.mp4")
+    assert [f.shape for f in video] == [(512, 1024, 3)] * 2
+    assert read_image(list_frames(frames)[1]).shape == (1024, 2048, 3)
