@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import cv2
@@ -283,12 +284,20 @@ def test_base_requirements_are_exactly_what_the_still_to_loop_engine_imports():
     assert distributions_of(imported_top_modules(animate_side)) == {
         requirement_name(r) for r in reqs.base
     }
-    # The prompt side may also use what its pinned packages bring (psutil, by accelerate).
+    # The prompt side may also use what its pinned packages bring (psutil, by accelerate),
+    # and the cluster extra (Ray, for generate --ray).
     everything = distributions_of(imported_top_modules(list(engine.rglob("*.py"))))
-    declared = {requirement_name(r) for r in (*reqs.base, *reqs.generate)}
+    cluster = extra_requirements(REPO / "pyproject.toml", "cluster")
+    declared = {requirement_name(r) for r in (*reqs.base, *reqs.generate, *cluster)}
     brought = requirement_closure({requirement_name(r) for r in reqs.generate})
     assert everything <= declared | brought, everything - declared - brought
     assert not {"scipy", "py360convert", "pytest", "bpy"} & declared
+
+
+def extra_requirements(pyproject: Path, extra: str) -> list[str]:
+    """The pins of one optional extra of ``pyproject``."""
+    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    return list(project["optional-dependencies"][extra])
 
 
 # ------------------------------------------------------------------ Animate only, for real

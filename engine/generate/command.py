@@ -190,6 +190,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sphere-longitudes", type=int, default=6, help="sphere views per latitude"
     )
+    parser.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="denoise on Ray workers that each hold the model: local (a Ray cluster on "
+        "this machine, for this job), auto (the one `ray start` runs here), or HOST:PORT / "
+        "ray://HOST:PORT of a cluster's head; same frames as without it (needs the "
+        "cluster extra)",
+    )
+    parser.add_argument(
+        "--ray-workers",
+        type=int,
+        metavar="N",
+        help="Ray workers (default: one per free GPU with CUDA, else 1)",
+    )
 
 
 def parse_latitudes(text: str) -> tuple[float, ...]:
@@ -207,6 +221,7 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     """Check everything, load the model, sample, decode and write the folder atomically."""
     from ..media import check_output_free
     from .backends import ANIMATEDIFF_FPS, ANIMATEDIFF_WINDOW_FRAMES
+    from .cluster import check_ray_arguments
     from .loading import inspect_model, pick_device, pick_dtype
     from .sampler import GenerateRequest, check_request_numbers, check_request_sizes
     from .wan import WAN_MODEL_FPS, WAN_PIPELINE, model_class, parse_lora
@@ -216,6 +231,7 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
         raise BadInput(f"--sphere-longitudes must be at least 1, got {args.sphere_longitudes}")
     if args.window_frames is not None and args.window_frames < 1:
         raise BadInput(f"--window-frames must be at least 1, got {args.window_frames}")
+    ray_target = check_ray_arguments(args.ray, args.ray_workers, args.device)
     window_size = parse_window_size(args.window_size) if args.window_size else None
     loras = [parse_lora(text) for text in args.lora]
     check_output_free(args.out)
@@ -251,9 +267,14 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     if wan:
         if args.variant or args.revision or args.motion_adapter_revision:
             raise BadInput("--revision and --variant are for AnimateDiff models so far")
+        if ray_target is not None:
+            raise BadInput(f"--ray runs AnimateDiff models so far; {args.model} is a Wan pipeline")
         return _run_wan(args, request, ctx, timing, window_size=window_size, loras=loras)
-    device = pick_device(args.device)  # names and availability, before anything loads
-    gpu_fp16 = device != "cpu" and str(pick_dtype(args.dtype, device)) == "torch.float16"
+    if ray_target is None:
+        device = pick_device(args.device)  # names and availability, before anything loads
+        gpu_fp16 = device != "cpu" and str(pick_dtype(args.dtype, device)) == "torch.float16"
+    else:  # the workers pick their device on their own nodes
+        gpu_fp16 = args.device == "cuda" and args.dtype in ("auto", "float16")
     info = inspect_model(
         args.model,
         motion_adapter=args.motion_adapter,
@@ -275,6 +296,8 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
         )
     window = (args.window_frames, info.sample_size, info.sample_size)
     check_request_sizes(request, info.vae_factor, info.align, window)
+    if ray_target is not None:
+        return _run_on_ray(args, info, request, ctx, timing, ray_target)
     vae_tiling = check_memory(args, info, request, timing)
     # 2. Load, sample, decode, write.
     from .loading import load_animatediff
@@ -294,6 +317,28 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     return generate_to_folder(
         backend, request, args.out, ctx, timing=timing, extra=extra, yaw_degrees=args.yaw
     )
+
+
+def _run_on_ray(
+    args: argparse.Namespace,
+    info: object,
+    request: object,
+    ctx: JobContext,
+    timing: LoopTiming,
+    target: object,
+) -> Path:
+    """The ``--ray`` path of :func:`run`: the same sampler, its model calls on Ray workers
+    (:mod:`.cluster`); every worker and a local cluster end with the job."""
+    from .cluster import load_spec, ray_backend
+    from .memory import auto_vae_tiling
+
+    vae_tiling = auto_vae_tiling(request.width, args.vae_tiling)
+    spec = load_spec(info, args, vae_tiling=vae_tiling)
+    extra = {"vae_tiling_auto": vae_tiling and not args.vae_tiling}
+    with ray_backend(target, args.ray_workers, spec, ctx) as backend:
+        return generate_to_folder(
+            backend, request, args.out, ctx, timing=timing, extra=extra, yaw_degrees=args.yaw
+        )
 
 
 def parse_window_size(text: str) -> tuple[int, int]:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as nnf
 
 from ..errors import BadInput
-from ..progress import JobContext
+from ..progress import CancelToken, JobContext
 from . import schedule as sch
 from .ring import View, accumulate, gather, gather_mask, mark_written, scatter, window_view
 from .steprule import StepRule, step_rule
@@ -282,27 +282,53 @@ class _StepState:
     def run(
         self, x: torch.Tensor, views: list[View], window: sch.WindowGrid, i: int, fill: bool
     ) -> tuple[torch.Tensor, int]:
-        """Denoise every view (then fill cells no view wrote, when ``fill``)."""
-        out = x.clone()
-        written = torch.zeros(x.shape[1], x.shape[2] * x.shape[3], dtype=torch.bool)
-        pixels = 0
-        for view in views:
-            pixels += self.denoise_view(out, written, view)
-        if fill and not bool(written.all()):
-            grid = tuple(x.shape[1:])
-            for view in sch.fill_windows(i, window, grid, written.numpy()):
-                pixels += self.denoise_view(out, written, view)
-        return out, pixels
+        """Denoise every view (then fill cells no view wrote, when ``fill``), in waves.
 
-    def denoise_view(self, latent: torch.Tensor, written: torch.Tensor, view: View) -> int:
+        The result is that of denoising the views one after another in list order (a
+        view reads the cells earlier views wrote, re-noised; the last writer wins):
+        :func:`plan_waves` only groups views whose order cannot change what any of them
+        reads, so each wave's windows go to the model together (:func:`predict_windows`).
+        """
+        F, HW = x.shape[1], x.shape[2] * x.shape[3]
+        if fill:
+            written = torch.zeros(F, HW, dtype=torch.bool)
+            for view in views:
+                mark_written(written, view)
+            if not bool(written.all()):
+                grid = tuple(x.shape[1:])
+                views = views + sch.fill_windows(i, window, grid, written.numpy())
+        again = reread_masks(views, (F, HW))
+        # Noise for re-noised cells is drawn in list order, as one view at a time would.
+        noise = {
+            k: _noise((x.shape[0], len(views[k].frames), views[k].height, views[k].width),
+                      self.generator, x.device)
+            for k, mask in enumerate(again) if mask is not None
+        }  # fmt: skip
+        out = x.clone()
+        limit = getattr(self.backend, "windows_per_call", 1) or len(views)
+        for wave in plan_waves(views, (F, HW)):
+            for start in range(0, len(wave), limit):
+                chunk = [(views[k], again[k], noise.get(k)) for k in wave[start : start + limit]]
+                self.denoise_chunk(out, chunk)
+        return out, sum(view.pixels for view in views)
+
+    def denoise_chunk(self, latent: torch.Tensor, chunk: list[tuple]) -> None:
+        """Read every (view, re-noise mask, noise) window of ``chunk``, then write each
+        one's step back into ``latent`` in order (in place)."""
+        windows = [self.read_window(latent, *item) for item in chunk]
+        preds = self.predict_all(windows)
+        for (view, _, _), window, pred in zip(chunk, windows, preds, strict=True):
+            x0, eps = self.rule.split(window, pred, self.level)
+            scatter(latent, view, self.rule.combine(x0, eps, self.next_level))
+
+    def read_window(self, latent: torch.Tensor, view: View, again: Any, noise: Any) -> torch.Tensor:
+        """The view's window, the cells in ``again`` (written earlier this step; None: no
+        cell) pushed back one level with ``noise``."""
         window = gather(latent, view)
-        again = gather_mask(written, view)
-        if bool(again.any()):
-            window = torch.where(again.to(window.device), self.renoise(window), window)
-        x0, eps = self.predict(window)
-        scatter(latent, view, self.rule.combine(x0, eps, self.next_level))
-        mark_written(written, view)
-        return view.pixels
+        if again is None:
+            return window
+        renoised = self.rule.renoise(window, self.next_level, self.level, noise)
+        return torch.where(again.to(window.device), renoised, window)
 
     def run_blended(self, x: torch.Tensor, views: list[View]) -> tuple[torch.Tensor, int]:
         """One step from the border-tapered weighted mean of every view's clean
@@ -310,28 +336,90 @@ class _StepState:
         C, F, H, W = x.shape
         total = torch.zeros(C, F, H * W, dtype=x.dtype, device=x.device)
         weight = torch.zeros(F, H * W, dtype=x.dtype, device=x.device)
-        for view in views:
-            x0, _ = self.predict(gather(x, view))
-            # The tent is built in float64 numpy on the host; the device never sees
-            # float64 (MPS has none), so it crosses as the latent's own dtype.
-            tent = sch.blend_weights(view, (F, H, W)).astype(np.float32)
-            weights = torch.from_numpy(tent).to(x.device, x.dtype)
-            accumulate(total, weight, view, x0, weights)
+        limit = getattr(self.backend, "windows_per_call", 1) or len(views)
+        for start in range(0, len(views), limit):
+            chunk = views[start : start + limit]
+            windows = [gather(x, view) for view in chunk]
+            for view, window, pred in zip(chunk, windows, self.predict_all(windows), strict=True):
+                x0, _ = self.rule.split(window, pred, self.level)
+                # The tent is built in float64 numpy on the host; the device never sees
+                # float64 (MPS has none), so it crosses as the latent's own dtype.
+                tent = sch.blend_weights(view, (F, H, W)).astype(np.float32)
+                weights = torch.from_numpy(tent).to(x.device, x.dtype)
+                accumulate(total, weight, view, x0, weights)
         x0 = (total / weight).view_as(x)
         eps = self.rule.noise_from(x, x0, self.level)
         return self.rule.combine(x0, eps, self.next_level), sum(v.pixels for v in views)
 
-    def predict(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x̂₀, ε̂) for one window at this step's noise level; checks for cancellation."""
-        self.ctx.cancel.check()
-        out = self.backend.predict_noise(window, self.t, self.embeds, self.guidance)
-        return self.rule.split(window, out, self.level)
+    def predict_all(self, windows: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The model's outputs for ``windows`` at this step (see :func:`predict_windows`)."""
+        return predict_windows(
+            self.backend, windows, self.t, self.embeds, self.guidance, self.ctx.cancel
+        )
 
-    def renoise(self, window: torch.Tensor) -> torch.Tensor:
-        """The exact forward step next level → this level for cells already denoised
-        this step."""
-        noise = _noise(tuple(window.shape), self.generator, window.device)
-        return self.rule.renoise(window, self.next_level, self.level, noise)
+
+def predict_windows(
+    backend: Any,
+    windows: list[torch.Tensor],
+    t: float,
+    embeds: Any,
+    guidance: float,
+    cancel: CancelToken,
+) -> list[torch.Tensor]:
+    """The model's output for each window (C, Fw, h, w) at timestep ``t``, in order.
+
+    The one place windows meet the model. A backend with its own ``predict_windows``
+    (the Ray workers of :mod:`.cluster`) runs the list as it likes; any other gets one
+    ``predict_noise`` call per window, each after a cancellation check.
+    """
+    many = getattr(backend, "predict_windows", None)
+    if many is not None:
+        return many(windows, t, embeds, guidance, cancel)
+    outs = []
+    for window in windows:
+        cancel.check()
+        outs.append(backend.predict_noise(window, t, embeds, guidance))
+    return outs
+
+
+def reread_masks(views: Sequence[View], grid: tuple[int, int]) -> list[torch.Tensor | None]:
+    """Per view, the (Fw, h, w) cells that views before it in the list write (None when
+    there are none): the cells it must re-noise before reading. ``grid`` is (F, H·W)."""
+    written = torch.zeros(grid, dtype=torch.bool)
+    masks: list[torch.Tensor | None] = []
+    for view in views:
+        again = gather_mask(written, view)
+        masks.append(again if bool(again.any()) else None)
+        mark_written(written, view)
+    return masks
+
+
+def plan_waves(views: Sequence[View], grid: tuple[int, int]) -> list[list[int]]:
+    """Group views (indices, ascending in each wave) so that running the waves in order —
+    every window of a wave read first, then written back in list order — gives exactly
+    what running the views one by one in list order gives. ``grid`` is (F, H·W).
+
+    A view joins the wave after the last one that wrote a cell it reads (read after
+    write), and no earlier wave than any earlier view that reads or writes a cell it
+    writes (same wave is fine: reads come first, writes keep list order).
+    """
+    last_write = np.full(grid, -1, dtype=np.int64)
+    last_access = np.full(grid, -1, dtype=np.int64)
+    waves: list[list[int]] = []
+    for k, view in enumerate(views):
+        reads = np.ix_(view.frames, view.cells)
+        writes = np.ix_(view.frames, view.cells[view.keep])
+        wave = max(
+            int(last_write[reads].max()) + 1,
+            int(last_access[writes].max(initial=-1)),
+            0,
+        )
+        last_access[reads] = np.maximum(last_access[reads], wave)
+        last_write[writes] = np.maximum(last_write[writes], wave)
+        if wave == len(waves):
+            waves.append([])
+        waves[wave].append(k)
+    return waves
 
 
 def _upscale_and_renoise(
@@ -364,10 +452,14 @@ def decode_video(
     ``wrap`` is False (the reference schedule decodes as diffusers does).
 
     A backend whose VAE mixes frames (Wan's causal, time-compressing decoder) decodes
-    the ring itself with its ``decode_video`` (wrapped temporal context)."""
+    the ring itself with its ``decode_video`` (wrapped temporal context); one with
+    ``decode_frames`` decodes every frame itself (frames are independent)."""
     if hasattr(backend, "decode_video"):
         with ctx.timed("decode"):
             return backend.decode_video(latent, ctx)
+    if hasattr(backend, "decode_frames"):  # the frames at once (Ray workers, in parallel)
+        with ctx.timed("decode"):
+            return backend.decode_frames(latent, ctx, wrap=wrap)
     frames = []
     count = latent.shape[1]
     with ctx.timed("decode"):

@@ -1,0 +1,635 @@
+"""Generation on Ray: workers hold the model, the driver keeps the ring.
+
+``generate --ray local|auto|HOST:PORT|ray://HOST:PORT [--ray-workers N]`` runs the very
+sampler of :mod:`.sampler` in the driver process — the ring latent, shifted windows,
+sphere and camera views, the blended tail, the one seeded generator — and sends only
+the model calls out. Every step the sampler groups its views into waves
+(:func:`.sampler.plan_waves`); :meth:`RayBackend.predict_windows` cuts a wave's windows
+into one contiguous share per worker, sends each share as numpy float32 through Ray's
+object store and hands the outputs back in the wave's own order, so the sampler writes
+them into the ring exactly as it does in-process. Each window stays one model call on
+one window (the batch the in-process run uses), in the same dtype and with the driver's
+torch thread count, so on the same kind of machine the frames are bit-identical to the
+run without ``--ray``.
+
+Workers: one actor each, one CPU (plus one GPU on CUDA), placed together through a
+placement group that must be ready within :data:`PLACEMENT_TIMEOUT_S`. Every worker loads
+the model once, on its own node, through :mod:`.loading` (a hub id at the commit the
+driver resolved; a folder at the same path, whose fingerprint must equal the driver's).
+Ray restarts a worker process that dies once and redoes its calls (the model reloads);
+a second death is reported and nothing is written. Cancel, SIGTERM and every failure end
+every worker; a local cluster started for the job is shut down with it.
+
+Ray is an optional extra (``pip install 'panoloop-engine[cluster]'``); it is imported
+inside the functions that use it, so the engine runs without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import BadInput, PanoLoopError
+from ..progress import CancelToken, JobContext
+
+#: The Ray release the engine is tested with (the ``cluster`` extra pins it).
+RAY_REQUIREMENT = "ray==2.60.0"
+INSTALL_FIX = "pip install 'panoloop-engine[cluster]' (ray==2.60.0) into the engine's Python"
+#: Seconds a cluster's head gets to accept a TCP connection before the address is refused.
+PROBE_TIMEOUT_S = 3.0
+#: Seconds the workers get to be placed on the cluster before the job is refused.
+PLACEMENT_TIMEOUT_S = 30.0
+#: Seconds between cancellation checks while waiting on the workers.
+POLL_S = 0.1
+#: Where a local cluster keeps its session (short: Ray's unix sockets live under it).
+LOCAL_TEMP_ROOT = "/tmp"
+#: Workers are named ``panoloop-generate-<job>-<k>`` (find them with ``ray list actors``).
+WORKER_NAME = "panoloop-generate"
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+@dataclass(frozen=True)
+class RayTarget:
+    """Which cluster runs the workers: ``kind`` is ``local`` (started for the job),
+    ``auto`` (the one ``ray start`` runs on this machine), ``gcs`` (HOST:PORT of a
+    head) or ``client`` (``ray://HOST:PORT``); ``text`` is what the user typed."""
+
+    text: str
+    kind: str
+    host: str | None = None
+    port: int | None = None
+
+
+def parse_target(text: str) -> RayTarget:
+    """``--ray`` → :class:`RayTarget`; BadInput naming the value when it is none of them."""
+    if text in ("local", "auto"):
+        return RayTarget(text, text)
+    kind = "client" if text.startswith("ray://") else "gcs"
+    host, sep, port = text.removeprefix("ray://").rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # [::1]:6379
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BadInput(
+            f"--ray must be local, auto, HOST:PORT or ray://HOST:PORT, got {text!r}",
+            fix="e.g. --ray local, or the address `ray start --head` printed",
+        )
+    return RayTarget(text, kind, host, int(port))
+
+
+def require_ray() -> None:
+    """BadInput (one line, how to install it) when Ray cannot be imported."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise BadInput("--ray needs Ray, which is not installed", fix=INSTALL_FIX) from None
+
+
+def check_ray_arguments(ray: str | None, workers: int | None, device: str) -> RayTarget | None:
+    """The ``--ray`` flags, checked before anything loads; None without ``--ray``."""
+    if ray is None:
+        if workers is not None:
+            raise BadInput(f"--ray-workers {workers} needs --ray (local or a cluster's address)")
+        return None
+    if workers is not None and workers < 1:
+        raise BadInput(f"--ray-workers must be at least 1, got {workers}")
+    if device not in ("auto", "cpu", "cuda"):
+        raise BadInput(
+            f"--device {device} with --ray: each worker picks its own device; "
+            "use auto, cpu or cuda (one GPU per worker)"
+        )
+    target = parse_target(ray)
+    require_ray()
+    return target
+
+
+# --------------------------------------------------------------------------- loading spec
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """Everything a worker needs to load, on its own node, the model the driver checked.
+
+    ``revision``/``adapter_revision`` pin hub ids to the driver's commit (None for a
+    folder); ``fingerprint``/``adapter_fingerprint`` are the driver's revisions, which the
+    worker's own inspection must reproduce. ``threads`` is the driver's torch thread
+    count: the same count gives the same float reductions on the CPU.
+    """
+
+    model: str
+    revision: str | None
+    fingerprint: str
+    motion_adapter: str | None
+    adapter_revision: str | None
+    adapter_fingerprint: str | None
+    variant: str | None
+    offline: bool
+    device: str
+    dtype: str
+    window_frames: int
+    cpu_offload: bool
+    vae_slicing: bool
+    vae_tiling: bool
+    threads: int
+
+
+def load_spec(info: Any, args: Any, *, vae_tiling: bool) -> LoadSpec:
+    """The :class:`LoadSpec` of an AnimateDiff ``info`` (:func:`.loading.inspect_model`)
+    and the generate arguments."""
+    adapter = info.adapter
+    return LoadSpec(
+        model=args.model,
+        revision=info.revision if info.source.repo_id else None,
+        fingerprint=info.revision,
+        motion_adapter=args.motion_adapter,
+        adapter_revision=(adapter.source.revision if adapter and adapter.source.repo_id else None),
+        adapter_fingerprint=adapter.source.revision if adapter else None,
+        variant=info.variant,
+        offline=args.offline,
+        device=args.device,
+        dtype=args.dtype,
+        window_frames=args.window_frames,
+        cpu_offload=args.cpu_offload,
+        vae_slicing=args.vae_slicing,
+        vae_tiling=vae_tiling,
+        threads=torch.get_num_threads(),
+    )
+
+
+def load_on_worker(spec: LoadSpec) -> Any:
+    """Inspect and load the model in this process as the driver did; the backend."""
+    from .loading import inspect_model, load_animatediff
+
+    info = inspect_model(
+        spec.model,
+        motion_adapter=spec.motion_adapter,
+        offline=spec.offline,
+        revision=spec.revision,
+        adapter_revision=spec.adapter_revision,
+        variant=spec.variant,
+    )
+    found = (info.revision, info.adapter.source.revision if info.adapter else None)
+    if found != (spec.fingerprint, spec.adapter_fingerprint):
+        raise PanoLoopError(
+            f"model {spec.model} on {socket.gethostname()} is not the driver's "
+            f"({found[0]} here, {spec.fingerprint} on the driver)",
+            fix="give every node the same model folder, or use a hub id",
+        )
+    return load_animatediff(
+        info,
+        device=spec.device,
+        dtype=spec.dtype,
+        window_frames=spec.window_frames,
+        offline=spec.offline,
+        cpu_offload=spec.cpu_offload,
+        vae_slicing=spec.vae_slicing,
+        vae_tiling=spec.vae_tiling,
+    )
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+@dataclass(frozen=True)
+class RemotePrompt:
+    """The prompt as the driver holds it: the text, which every worker encodes itself
+    (the same encoder gives the same states), and the token counts for the manifest."""
+
+    prompt: str
+    negative: str
+    guidance: float
+    info: tuple[tuple[str, int], ...] = ()
+
+    def describe(self) -> dict[str, int]:
+        return dict(self.info)
+
+
+class GenerateWorker:
+    """One Ray worker: the model, loaded once in this process, and its model calls.
+
+    A load failure is kept and raised by :meth:`ready`, so it reaches the driver as the
+    one-line error it is rather than as an actor that failed to start.
+    """
+
+    def __init__(self, spec: LoadSpec) -> None:
+        torch.set_num_threads(spec.threads)
+        self.embeds: dict[tuple[str, str, float], Any] = {}
+        self.backend: Any = None
+        self.error: PanoLoopError | None = None
+        try:
+            self.backend = load_on_worker(spec)
+        except PanoLoopError as exc:
+            self.error = exc
+
+    def ready(self) -> dict[str, Any]:
+        """Where this worker runs (for the manifest), or the load error."""
+        import ray
+
+        if self.error is not None:
+            raise self.error
+        context = ray.get_runtime_context()
+        return {
+            "node_id": context.get_node_id(),
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "device": str(self.backend.device),
+            "restarted": bool(context.was_current_actor_reconstructed),
+        }
+
+    def meta(self) -> dict[str, Any]:
+        """What the sampler reads from a backend besides model calls."""
+        from .steprule import step_rule
+
+        backend = self.backend
+        return {
+            "latent_channels": backend.latent_channels,
+            "vae_factor": backend.vae_factor,
+            "align": backend.align,
+            "window": tuple(backend.window),
+            "time_factor": getattr(backend, "time_factor", 1),
+            "step_rule": step_rule(backend),
+            "schedule_summary": getattr(backend, "schedule_summary", dict)(),
+            "lands": hasattr(backend, "previous_timestep"),
+        }
+
+    def timesteps(self, steps: int) -> tuple[list[int], list[int | None]]:
+        """The backend's timesteps for ``steps`` and where each step lands."""
+        timesteps = self.backend.timesteps(steps)
+        previous = getattr(self.backend, "previous_timestep", None)
+        landing = [previous(i, timesteps) for i in range(len(timesteps))] if previous else []
+        return timesteps, landing
+
+    def encode(self, prompt: RemotePrompt) -> dict[str, int]:
+        """Encode the prompt (kept for later calls); its token counts."""
+        embeds = self._embeds(prompt)
+        return embeds.describe() if hasattr(embeds, "describe") else {}
+
+    def predict(
+        self, windows: list[np.ndarray], t: float, prompt: RemotePrompt, guidance: float
+    ) -> list[np.ndarray]:
+        """The model's output for each window, one model call per window, in order."""
+        embeds = self._embeds(prompt)
+        outs = []
+        for window in windows:
+            latents = torch.from_numpy(np.array(window))
+            outs.append(self.backend.predict_noise(latents, t, embeds, guidance).numpy())
+        return outs
+
+    def decode(self, latent: np.ndarray, wrap: bool) -> tuple[np.ndarray, bool]:
+        """One latent frame → uint8 RGB, and whether the VAE runs upcast to float32 now."""
+        frame = self.backend.decode_frame(torch.from_numpy(np.array(latent)), wrap=wrap)
+        return frame, bool(getattr(self.backend, "vae_upcast", False))
+
+    def reset_vae(self) -> None:
+        """Back to the VAE's loaded dtype (float16 → float32 → float16 is exact)."""
+        backend = self.backend
+        if getattr(backend, "vae_upcast", False):
+            backend.pipe.vae.to(backend.dtype)
+            backend.vae_upcast = False
+
+    def describe(self) -> dict[str, Any]:
+        return self.backend.describe()
+
+    def _embeds(self, prompt: RemotePrompt) -> Any:
+        key = (prompt.prompt, prompt.negative, prompt.guidance)
+        if key not in self.embeds:
+            self.embeds[key] = self.backend.encode_prompt(*key)
+        return self.embeds[key]
+
+
+# --------------------------------------------------------------------------- the driver
+
+
+def wait_all(refs: Sequence[Any], cancel: CancelToken) -> list[Any]:
+    """``ray.get`` of every ref, checking for cancellation while they run.
+
+    A worker's own one-line error (e.g. a load failure) is raised as itself; a worker
+    that died after its one restart becomes a :class:`PanoLoopError`.
+    """
+    import ray
+    from ray.exceptions import RayActorError, RayTaskError
+
+    pending = list(refs)
+    while pending:
+        cancel.check()
+        _, pending = ray.wait(pending, num_returns=len(pending), timeout=POLL_S)
+    try:
+        return ray.get(list(refs))
+    except RayTaskError as exc:
+        if isinstance(exc.cause, PanoLoopError):
+            raise exc.cause from None
+        raise
+    except RayActorError as exc:
+        raise PanoLoopError(
+            f"a Ray worker died twice, the second time after its restart ({type(exc).__name__})",
+            fix="check the worker node's memory and logs (ray logs), then run again",
+        ) from None
+
+
+def shares(count: int, parts: int) -> list[range]:
+    """``count`` items cut into ``parts`` contiguous ranges whose sizes differ by ≤ 1
+    (empty ranges dropped)."""
+    base, extra = divmod(count, parts)
+    out, start = [], 0
+    for k in range(parts):
+        size = base + (k < extra)
+        if size:
+            out.append(range(start, start + size))
+        start += size
+    return out
+
+
+class RayBackend:
+    """The sampler's backend on the driver: model calls go to the workers.
+
+    Latents stay on the driver's CPU; ``windows_per_call = None`` lets the sampler hand
+    over a whole wave of windows at once.
+    """
+
+    windows_per_call = None
+
+    def __init__(
+        self, actors: list[Any], workers: list[dict], target: RayTarget, cancel: CancelToken
+    ) -> None:
+        self.actors = actors
+        self.workers = workers
+        self.target = target
+        self.cancel = cancel
+        meta = wait_all([actors[0].meta.remote()], cancel)[0]
+        self.latent_channels = meta["latent_channels"]
+        self.vae_factor = meta["vae_factor"]
+        self.align = meta["align"]
+        self.window = meta["window"]
+        self.time_factor = meta["time_factor"]
+        self.step_rule = meta["step_rule"]
+        self._summary = meta["schedule_summary"]
+        self.device = torch.device("cpu")
+        self._landing: dict[tuple[int, ...], list[int | None]] = {}
+        if not meta["lands"]:  # the sampler then steps to the next listed timestep
+            self.previous_timestep = None
+
+    def timesteps(self, steps: int) -> list[int]:
+        timesteps, landing = wait_all([self.actors[0].timesteps.remote(steps)], self.cancel)[0]
+        self._landing[tuple(timesteps)] = landing
+        return timesteps
+
+    def previous_timestep(self, i: int, timesteps: list[int]) -> int | None:
+        """Where step ``i`` lands, as the workers' backend says (see the in-process one)."""
+        landing = self._landing[tuple(timesteps)]
+        return landing[i] if landing else None
+
+    def schedule_summary(self) -> dict[str, Any]:
+        return dict(self._summary)
+
+    def encode_prompt(self, prompt: str, negative: str, guidance: float) -> RemotePrompt:
+        text = RemotePrompt(prompt, negative, guidance)
+        info = wait_all([a.encode.remote(text) for a in self.actors], self.cancel)[0]
+        return replace(text, info=tuple(info.items()))
+
+    def predict_windows(
+        self,
+        windows: list[torch.Tensor],
+        t: float,
+        prompt: RemotePrompt,
+        guidance: float,
+        cancel: CancelToken,
+    ) -> list[torch.Tensor]:
+        """Each worker gets one contiguous share of ``windows``; outputs in their order."""
+        import ray
+
+        cancel.check()
+        arrays = [w.detach().cpu().numpy() for w in windows]
+        parts = shares(len(arrays), len(self.actors))
+        refs = [
+            actor.predict.remote(ray.put([arrays[k] for k in part]), t, prompt, guidance)
+            for actor, part in zip(self.actors, parts, strict=False)
+        ]
+        outs = [out for share in wait_all(refs, cancel) for out in share]
+        return [torch.from_numpy(np.array(out)) for out in outs]
+
+    def decode_frames(self, latent: torch.Tensor, ctx: JobContext, *, wrap: bool) -> list:
+        """Every frame decoded on the workers, frame f on worker f mod N, reported in order.
+
+        A VAE that had to upcast to float32 (a half-precision overflow) makes the frame
+        sequence depend on order, so then every frame is decoded again on one worker, in
+        order, from the loaded dtype — what the in-process run does.
+        """
+        import ray
+
+        count = latent.shape[1]
+        refs = [
+            self.actors[f % len(self.actors)].decode.remote(ray.put(latent[:, f].numpy()), wrap)
+            for f in range(count)
+        ]
+        decoded = self._in_order(refs, ctx)
+        if any(upcast for _, upcast in decoded):
+            first = self.actors[0]
+            wait_all([a.reset_vae.remote() for a in self.actors], ctx.cancel)
+            refs = [first.decode.remote(ray.put(latent[:, f].numpy()), wrap) for f in range(count)]
+            decoded = self._in_order(refs, ctx)
+        return [frame for frame, _ in decoded]
+
+    def _in_order(self, refs: list[Any], ctx: JobContext) -> list[Any]:
+        results = []
+        for f, ref in enumerate(refs):
+            results.append(wait_all([ref], ctx.cancel)[0])
+            ctx.step("decode", f + 1, len(refs))
+        return results
+
+    def describe(self) -> dict[str, Any]:
+        """The workers' backend, and the workers themselves (``cluster``)."""
+        described = wait_all([self.actors[0].describe.remote()], self.cancel)[0]
+        restarted = wait_all([a.ready.remote() for a in self.actors], self.cancel)
+        described["cluster"] = {
+            "engine": "ray",
+            "address": self.target.kind,
+            "workers": len(self.actors),
+            "nodes": [
+                {
+                    "node_id": w["node_id"],
+                    "hostname": w["hostname"],
+                    "device": w["device"],
+                    "restarted": now["restarted"],
+                }
+                for w, now in zip(self.workers, restarted, strict=True)
+            ],
+        }
+        return described
+
+
+# --------------------------------------------------------------------------- the cluster
+
+
+def probe(target: RayTarget) -> None:
+    """Refuse, within :data:`PROBE_TIMEOUT_S`, a head that does not accept connections
+    (``ray.init`` on a dead address retries for a long time)."""
+    try:
+        with socket.create_connection((target.host, target.port), timeout=PROBE_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        if isinstance(exc, TimeoutError | socket.timeout):
+            reason = f"no answer within {PROBE_TIMEOUT_S:g} s"
+        raise BadInput(
+            f"--ray {target.text}: no Ray cluster answers there ({reason})",
+            fix="start one with `ray start --head` on that machine, or check the address",
+        ) from None
+
+
+def engine_root() -> Path:
+    """The folder holding the ``engine`` package (workers import it from there)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def connect(target: RayTarget) -> str | None:
+    """Connect this process to the cluster; the temporary folder of a local cluster
+    started here (shut down and removed by the caller), else None.
+
+    A process already connected (a test session, a notebook) keeps its connection for
+    ``local``. Workers of a local cluster import the engine from this checkout; a
+    remote cluster receives the ``engine`` package with the job (``py_modules``), so its
+    nodes need only Python and the engine's requirements.
+    """
+    import ray
+
+    quiet = {"log_to_driver": False, "logging_level": "WARNING"}
+    if target.kind == "local":
+        if ray.is_initialized():
+            return None
+        root = LOCAL_TEMP_ROOT if os.path.isdir(LOCAL_TEMP_ROOT) else tempfile.gettempdir()
+        temp = tempfile.mkdtemp(prefix="panoloop-ray-", dir=root)
+        path = os.pathsep.join(p for p in (str(engine_root()), os.environ.get("PYTHONPATH")) if p)
+        ray.init(
+            num_cpus=os.cpu_count() or 1,
+            include_dashboard=False,
+            _temp_dir=temp,
+            runtime_env={"env_vars": {"PYTHONPATH": path}},
+            **quiet,
+        )
+        return temp
+    if target.kind != "auto":
+        probe(target)
+    try:
+        ray.init(
+            address=target.text,
+            runtime_env={"py_modules": [str(engine_root() / "engine")]},
+            **quiet,
+        )
+    except ConnectionError as exc:
+        raise BadInput(f"--ray {target.text}: {str(exc).splitlines()[0]}") from None
+    except RuntimeError as exc:  # e.g. a Python or Ray version that differs from the cluster's
+        raise PanoLoopError(
+            f"--ray {target.text}: {str(exc).splitlines()[0]}",
+            fix=f"run the same Python and {RAY_REQUIREMENT} on this machine as on the cluster",
+        ) from None
+    return None
+
+
+def worker_resources(count: int | None, device: str) -> tuple[int, str, dict[str, float]]:
+    """(workers, device, resources of one worker), checked against what the cluster has
+    free: BadInput naming the numbers when they cannot all be placed."""
+    import ray
+
+    free = ray.available_resources()
+    gpus = int(free.get("GPU", 0))
+    if device == "auto":
+        device = "cuda" if gpus >= max(1, count or 1) else "cpu"
+    need = {"CPU": 1.0, "GPU": 1.0} if device == "cuda" else {"CPU": 1.0}
+    if count is None:
+        count = max(1, gpus) if device == "cuda" else 1
+    for name, amount in need.items():
+        have = free.get(name, 0.0)
+        if have < count * amount:
+            raise BadInput(
+                f"--ray-workers {count}: the Ray cluster has {have:g} {name} free "
+                f"and each worker needs {amount:g}",
+                fix=f"use --ray-workers {int(have // amount)} or add nodes to the cluster"
+                if have >= amount
+                else "add nodes to the cluster",
+            )
+    return count, device, need
+
+
+def place(count: int, need: dict[str, float], cancel: CancelToken) -> Any:
+    """A placement group of ``count`` worker bundles, ready within PLACEMENT_TIMEOUT_S."""
+    import time
+
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    group = placement_group([dict(need)] * count, strategy="SPREAD")
+    deadline = time.monotonic() + PLACEMENT_TIMEOUT_S
+    try:
+        while not ray.wait([group.ready()], timeout=POLL_S)[0]:
+            cancel.check()
+            if time.monotonic() > deadline:
+                raise BadInput(
+                    f"--ray-workers {count}: the cluster could not place them within "
+                    f"{PLACEMENT_TIMEOUT_S:g} s (resources taken by other jobs?)",
+                    fix="use fewer workers, or free or add nodes",
+                )
+    except BaseException:
+        remove_placement_group(group)
+        raise
+    return group
+
+
+@contextlib.contextmanager
+def ray_backend(
+    target: RayTarget, workers: int | None, spec: LoadSpec, ctx: JobContext
+) -> Iterator[RayBackend]:
+    """Connect, place and load the workers; yield the driver's backend; end everything.
+
+    On the way out — done, failed, cancelled or interrupted — every worker is killed,
+    the placement group removed, and a local cluster started here shut down.
+    """
+    import ray
+    from ray.util.placement_group import remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    temp = connect(target)
+    actors: list[Any] = []
+    group = None
+    try:
+        count, device, need = worker_resources(workers, spec.device)
+        group = place(count, need, ctx.cancel)
+        spec = replace(spec, device=device)
+        worker_class = ray.remote(GenerateWorker)
+        job = uuid.uuid4().hex[:8]
+        for k in range(count):
+            strategy = PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=k)
+            actors.append(
+                worker_class.options(
+                    num_cpus=need["CPU"],
+                    num_gpus=need.get("GPU", 0),
+                    max_restarts=1,
+                    max_task_retries=1,
+                    scheduling_strategy=strategy,
+                    name=f"{WORKER_NAME}-{job}-{k}",
+                ).remote(spec)
+            )
+        with ctx.timed("load"):
+            infos = wait_all([actor.ready.remote() for actor in actors], ctx.cancel)
+            backend = RayBackend(actors, infos, target, ctx.cancel)
+        yield backend
+    finally:
+        for actor in actors:
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
+        if group is not None:
+            with contextlib.suppress(Exception):
+                remove_placement_group(group)
+        if temp is not None:
+            ray.shutdown()
+            shutil.rmtree(temp, ignore_errors=True)

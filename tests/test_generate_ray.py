@@ -1,0 +1,340 @@
+"""``generate --ray``: the sampler's model calls on Ray workers, the frames unchanged.
+
+Two layers. The wave plan (:func:`engine.generate.sampler.plan_waves`) is checked against
+an oracle — the views denoised one at a time in list order, as the sampler documents —
+on the exact Gaussian-field denoiser (no weights): overlapping sphere views, a wrapped
+window onto the first, and fill windows all give the same latent bit for bit, whether a
+wave goes to the model one window at a time (in-process) or whole (Ray).
+
+Then the real thing on a local Ray cluster with 2 CPUs (one per module, as
+``--ray local`` starts it; jobs reuse it, which keeps the file fast): the tiny random-
+weight AnimateDiff (tests/tiny_models.py) loaded by each worker through the real loading
+code gives frames equal to the in-process run's with ``np.array_equal``; a worker killed
+mid-job is restarted and its calls redone with the same frames; cancel ends every worker;
+bad ``--ray`` input is refused in one line, exit 2, nothing written. These prove the
+plumbing with tiny weights (the frames are noise, but identical noise).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+import torch
+from analytic import GaussianFieldBackend
+from conftest import REPO
+from tiny_models import build_tiny_animatediff
+
+from engine import cli
+from engine.errors import JobCancelled
+from engine.generate import schedule as sch
+from engine.generate.cluster import RayTarget, connect
+from engine.generate.ring import gather, gather_mask, mark_written, scatter
+from engine.generate.sampler import _noise, _StepState, plan_waves
+from engine.generate.steprule import step_rule
+from engine.media import list_frames, read_image, read_manifest
+from engine.progress import JobContext
+
+SMALL = ["--width", "128", "--height", "64", "--frames", "4", "--window-frames", "4"]
+# Sphere views, shifted windows and the blended tail (the last step) all run in 5 steps.
+FAST = ["--steps", "5", "--sphere-latitudes", "0", "--sphere-longitudes", "2", "--seed", "1"]
+
+
+# --------------------------------------------------------------------------- waves
+
+
+def one_view_at_a_time(step: _StepState, x, views, window, i, fill):
+    """The oracle: every view in list order, re-noising cells written before it this step
+    (noise drawn when the view is reached), the last writer winning; then fill windows."""
+    out = x.clone()
+    written = torch.zeros(x.shape[1], x.shape[2] * x.shape[3], dtype=torch.bool)
+
+    def denoise(view):
+        w = gather(out, view)
+        again = gather_mask(written, view)
+        if bool(again.any()):
+            noise = _noise(tuple(w.shape), step.generator, w.device)
+            w = torch.where(again, step.rule.renoise(w, step.next_level, step.level, noise), w)
+        pred = step.backend.predict_noise(w, step.t, step.embeds, step.guidance)
+        x0, eps = step.rule.split(w, pred, step.level)
+        scatter(out, view, step.rule.combine(x0, eps, step.next_level))
+        mark_written(written, view)
+
+    for view in views:
+        denoise(view)
+    if fill and not bool(written.all()):
+        for view in sch.fill_windows(i, window, tuple(x.shape[1:]), written.numpy()):
+            denoise(view)
+    return out
+
+
+class WholeWaves(GaussianFieldBackend):
+    """The same denoiser, handed whole waves as the Ray backend is."""
+
+    windows_per_call = None
+
+
+@pytest.mark.parametrize("backend_class", [GaussianFieldBackend, WholeWaves])
+def test_waves_give_exactly_the_one_view_at_a_time_latent(backend_class):
+    backend = backend_class(window=(4, 8, 8))
+    grid = (8, 16, 36)  # 36 columns: the last shifted window wraps onto the first
+    window = sch.WindowGrid(backend.window, backend.align)
+    rule = step_rule(backend)
+    t = backend.timesteps(10)[3]
+    x = torch.randn(4, *grid, generator=torch.Generator().manual_seed(0))
+    views = sch.sphere_views(3, window, grid, latitudes=(0, 40), longitudes=3)
+    views += sch.shifted_windows(3, window, grid)
+
+    def step():
+        return _StepState(backend, rule, None, 1.0, t, rule.level(t), rule.level(t - 100),
+                          torch.Generator().manual_seed(7), JobContext())  # fmt: skip
+
+    expected = one_view_at_a_time(step(), x, views, window, 3, fill=True)
+    got, _ = step().run(x, views, window, 3, fill=True)
+    assert torch.equal(got, expected)
+    waves = plan_waves(views, (grid[0], grid[1] * grid[2]))
+    assert 1 < len(waves) < len(views) and max(len(w) for w in waves) > 1
+    assert sorted(k for wave in waves for k in wave) == list(range(len(views)))
+
+
+# --------------------------------------------------------------------------- Ray
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """As test_generate.py: tiny tensors gain nothing from threads on a shared machine.
+    The workers take the driver's count, so both sides compute with one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def local_cluster():
+    """One local Ray cluster for the module, started as ``--ray local`` starts one
+    (2 CPUs here, no dashboard); ``--ray local`` jobs in this process reuse it."""
+    temp = connect(RayTarget("local", "local"))
+    assert temp is not None and ray.is_initialized()
+    yield ray.cluster_resources()
+    ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_animatediff(tmp_path_factory.mktemp("models") / "tiny-animatediff")
+
+
+def generate(model: Path, out: Path, *extra: str, ctx: JobContext | None = None) -> int:
+    argv = ["generate", "--prompt", "misty pine forest", "--model", str(model), "--out", str(out)]
+    return cli.main([*argv, *SMALL, *FAST, *extra], ctx=ctx or JobContext())
+
+
+def frames_of(folder: Path) -> list[np.ndarray]:
+    return [read_image(p) for p in list_frames(folder / "frames")]
+
+
+@pytest.fixture(scope="module")
+def in_process(tiny_model, tmp_path_factory) -> Path:
+    """The reference: the same command without --ray."""
+    out = tmp_path_factory.mktemp("reference") / "plain"
+    assert generate(tiny_model, out) == 0
+    return out
+
+
+def free_cpus() -> float:
+    """CPUs the cluster has free once released resources are seen (Ray updates lazily)."""
+    deadline = time.monotonic() + 10
+    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return ray.available_resources().get("CPU", 0)
+
+
+def test_two_ray_workers_give_the_in_process_frames_bit_for_bit(
+    local_cluster, tiny_model, in_process, tmp_path
+):
+    assert local_cluster["CPU"] == 2
+    out = tmp_path / "ray"
+    assert generate(tiny_model, out, "--ray", "local", "--ray-workers", "2") == 0
+    plain, distributed = frames_of(in_process), frames_of(out)
+    assert len(distributed) == len(plain) == 4
+    assert all(np.array_equal(a, b) for a, b in zip(plain, distributed, strict=True))
+    manifest, reference = read_manifest(out), read_manifest(in_process)
+    assert [s["name"] for s in manifest["stages"]] == [s["name"] for s in reference["stages"]]
+    assert {"sphere", "windows", "blend"} <= {s["views"] for s in manifest["stages"]}
+    cluster = manifest["cluster"]
+    assert (cluster["engine"], cluster["address"], cluster["workers"]) == ("ray", "local", 2)
+    assert [n["device"] for n in cluster["nodes"]] == ["cpu", "cpu"]
+    assert all(n["hostname"] == socket.gethostname() and n["node_id"] for n in cluster["nodes"])
+    assert not any(n["restarted"] for n in cluster["nodes"])
+    assert "cluster" not in reference
+    assert free_cpus() == 2  # every worker ended with the job, the cluster stays
+
+
+def worker_pids() -> list[int]:
+    """Process ids of this job's workers (named ``panoloop-generate-…``)."""
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)]
+    handles = [ray.get_actor(n) for n in sorted(names) if n.startswith("panoloop-generate-")]
+    return [ray.get(h.ready.remote())["pid"] for h in handles]
+
+
+def test_a_worker_killed_mid_job_is_restarted_and_the_frames_do_not_change(
+    local_cluster, tiny_model, in_process, tmp_path
+):
+    ctx = JobContext()
+    killed = []
+
+    def progress(stage: str, step: int, total: int) -> None:
+        if stage.startswith("denoise") and step == 2 and not killed:
+            pid = worker_pids()[0]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    ctx.progress = progress
+    out = tmp_path / "ray"
+    assert generate(tiny_model, out, "--ray", "local", "--ray-workers", "2", ctx=ctx) == 0
+    assert killed
+    assert all(
+        np.array_equal(a, b) for a, b in zip(frames_of(in_process), frames_of(out), strict=True)
+    )
+    assert [n["restarted"] for n in read_manifest(out)["cluster"]["nodes"]] == [True, False]
+    assert free_cpus() == 2
+
+
+def test_cancel_ends_every_worker_and_writes_nothing(local_cluster, tiny_model, tmp_path):
+    ctx = JobContext()
+    seen = []
+
+    def progress(stage: str, step: int, total: int) -> None:
+        if stage.startswith("denoise") and step == 2:
+            seen.extend(worker_pids())
+            ctx.cancel.cancel()
+
+    ctx.progress = progress
+    code = generate(tiny_model, tmp_path / "out", "--ray", "local", "--ray-workers", "2", ctx=ctx)
+    assert code == JobCancelled.exit_code
+    assert list(tmp_path.iterdir()) == []
+    assert len(seen) == 2
+    assert free_cpus() == 2
+    deadline = time.monotonic() + 10
+    while any(pid_alive(p) for p in seen) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(pid_alive(p) for p in seen)
+    assert not [a for a in ray.util.list_named_actors(all_namespaces=True)]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return "zombie"
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.fixture(scope="module")
+def unloadable_model(tiny_model, tmp_path_factory) -> Path:
+    """The tiny model's configs with garbage weights: exit 2 (not a load failure) proves
+    the check ran before any worker loaded anything."""
+    folder = tmp_path_factory.mktemp("models") / "garbage"
+    shutil.copytree(tiny_model, folder)
+    for weights in folder.rglob("*.safetensors"):
+        weights.write_bytes(b"not a safetensors file")
+    return folder
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+BAD = [
+    (["--ray", "local", "--ray-workers", "0"], "--ray-workers must be at least 1, got 0"),
+    (["--ray-workers", "2"], "--ray-workers 2 needs --ray"),
+    (["--ray", "cluster-head"], "'cluster-head'"),
+    (["--ray", "127.0.0.1:{closed}"], "127.0.0.1:{closed}"),
+    (["--ray", "local", "--device", "cuda:1"], "--device cuda:1"),
+    (["--ray", "local", "--ray-workers", "3"], "--ray-workers 3: the Ray cluster has 2 CPU free"),
+]
+
+
+@pytest.mark.parametrize(("extra", "named"), BAD, ids=[b[1] for b in BAD])
+def test_bad_ray_input_is_one_line_exit_2_and_nothing_written(
+    extra, named, local_cluster, unloadable_model, tmp_path, capsys
+):
+    port = str(closed_port())
+    extra = [a.replace("{closed}", port) for a in extra]
+    named = named.replace("{closed}", port)
+    start = time.monotonic()
+    assert generate(unloadable_model, tmp_path / "out", *extra) == 2
+    assert time.monotonic() - start < 10  # an unreachable head is refused within seconds
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and named in err[0], err
+    assert list(tmp_path.iterdir()) == []
+    assert free_cpus() == 2
+
+
+def test_without_ray_installed_the_flag_says_how_to_install_it(
+    unloadable_model, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if not installed
+    assert generate(unloadable_model, tmp_path / "out", "--ray", "local") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Ray, which is not installed" in err[0], err
+    assert "pip install 'panoloop-engine[cluster]'" in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+@pytest.mark.slow
+def test_worker_job_on_its_own_local_cluster_cancels_and_leaves_nothing(tiny_model, tmp_path):
+    """The add-on's path: a JSON job with --ray local starts its own cluster in the worker
+    process; a cancel line mid-denoise ends the workers, the cluster and its session
+    folder, and writes nothing."""
+    out = tmp_path / "out"
+    argv = ["--prompt", "pines", "--model", str(tiny_model), "--out", str(out), *SMALL, *FAST]
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"command": "generate", "argv": [*argv, "--ray", "local"]}))
+    before = set(Path("/tmp").glob("panoloop-ray-*"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "worker", "--job", str(job)],
+        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    events = []
+    for line in proc.stdout:
+        events.append(json.loads(line))
+        if events[-1].get("stage", "").startswith("denoise"):
+            session = set(Path("/tmp").glob("panoloop-ray-*")) - before
+            proc.stdin.write("cancel\n")
+            proc.stdin.flush()
+            break
+    events += [json.loads(line) for line in proc.stdout]
+    assert proc.wait(timeout=60) == JobCancelled.exit_code
+    assert events[-1]["event"] == "cancelled"
+    assert len(session) == 1 and not next(iter(session)).exists()
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["job.json"]
