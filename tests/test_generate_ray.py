@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -36,14 +37,14 @@ from conftest import REPO
 from tiny_models import build_tiny_animatediff
 
 from engine import cli
-from engine.errors import JobCancelled
+from engine.errors import JobCancelled, PanoLoopError
 from engine.generate import schedule as sch
-from engine.generate.cluster import RayTarget, connect
+from engine.generate.cluster import RayTarget, connect, wait_all
 from engine.generate.ring import gather, gather_mask, mark_written, scatter
 from engine.generate.sampler import _noise, _StepState, plan_waves
 from engine.generate.steprule import step_rule
 from engine.media import list_frames, read_image, read_manifest
-from engine.progress import JobContext
+from engine.progress import CancelToken, JobContext
 
 SMALL = ["--width", "128", "--height", "64", "--frames", "4", "--window-frames", "4"]
 # Sphere views, shifted windows and the blended tail (the last step) all run in 5 steps.
@@ -183,9 +184,8 @@ def test_two_ray_workers_give_the_in_process_frames_bit_for_bit(
 
 
 def worker_pids() -> list[int]:
-    """Process ids of this job's workers (named ``panoloop-generate-…``)."""
-    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)]
-    handles = [ray.get_actor(n) for n in sorted(names) if n.startswith("panoloop-generate-")]
+    """Process ids of this job's workers, in worker order."""
+    handles = [ray.get_actor(name) for name in sorted(job_workers())]
     return [ray.get(h.ready.remote())["pid"] for h in handles]
 
 
@@ -212,41 +212,55 @@ def test_a_worker_killed_mid_job_is_restarted_and_the_frames_do_not_change(
     assert free_cpus() == 2
 
 
-def test_cancel_ends_every_worker_and_writes_nothing(local_cluster, tiny_model, tmp_path):
+def test_a_worker_that_dies_for_good_is_one_error_line(local_cluster):
+    """After its one restart a worker's death reaches the job as a PanoLoopError (exit 1,
+    one line), not as Ray's traceback; a plain actor without restarts stands in."""
+
+    @ray.remote(max_restarts=0, num_cpus=1)
+    class Sleeper:
+        def pid(self) -> int:
+            return os.getpid()
+
+        def sleep(self) -> None:
+            time.sleep(60)
+
+    actor = Sleeper.remote()
+    pid = ray.get(actor.pid.remote())
+    call = actor.sleep.remote()
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(PanoLoopError, match="a Ray worker died"):
+        wait_all([call], CancelToken())
+    assert free_cpus() == 2
+
+
+def test_cancel_while_the_workers_load_ends_every_worker_and_writes_nothing(
+    local_cluster, tiny_model, tmp_path
+):
+    """Cancel as soon as both workers exist (they are still loading the model): the job
+    stops, exit 130, every worker process ends and frees its CPU, nothing is written.
+    (Cancel mid-denoise is the worker test below.)"""
     ctx = JobContext()
-    seen = []
 
-    def progress(stage: str, step: int, total: int) -> None:
-        if stage.startswith("denoise") and step == 2:
-            seen.extend(worker_pids())
-            ctx.cancel.cancel()
+    def cancel_once_both_workers_exist() -> None:
+        deadline = time.monotonic() + 60
+        while len(job_workers()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ctx.cancel.cancel()
 
-    ctx.progress = progress
+    watcher = threading.Thread(target=cancel_once_both_workers_exist, daemon=True)
+    watcher.start()
     code = generate(tiny_model, tmp_path / "out", "--ray", "local", "--ray-workers", "2", ctx=ctx)
+    watcher.join()
     assert code == JobCancelled.exit_code
     assert list(tmp_path.iterdir()) == []
-    assert len(seen) == 2
     assert free_cpus() == 2
-    deadline = time.monotonic() + 10
-    while any(pid_alive(p) for p in seen) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not any(pid_alive(p) for p in seen)
-    assert not [a for a in ray.util.list_named_actors(all_namespaces=True)]
+    assert job_workers() == []
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid)
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/status").read_text().lower()
-    except OSError:
-        return "zombie"
+def job_workers() -> list[str]:
+    """Names of the live generate workers on the cluster."""
+    named = ray.util.list_named_actors(all_namespaces=True)
+    return [a["name"] for a in named if a["name"].startswith("panoloop-generate-")]
 
 
 # --------------------------------------------------------------------------- bad input
@@ -311,10 +325,13 @@ def test_without_ray_installed_the_flag_says_how_to_install_it(
 
 
 @pytest.mark.slow
-def test_worker_job_on_its_own_local_cluster_cancels_and_leaves_nothing(tiny_model, tmp_path):
+def test_worker_job_on_its_own_local_cluster_stops_on_sigterm_and_leaves_nothing(
+    tiny_model, tmp_path
+):
     """The add-on's path: a JSON job with --ray local starts its own cluster in the worker
-    process; a cancel line mid-denoise ends the workers, the cluster and its session
-    folder, and writes nothing."""
+    process; SIGTERM mid-denoise (Ray's own handler, installed by ray.init, must not take
+    over) cancels the job, ends the workers, the cluster and its session folder, and
+    writes nothing."""
     out = tmp_path / "out"
     argv = ["--prompt", "pines", "--model", str(tiny_model), "--out", str(out), *SMALL, *FAST]
     job = tmp_path / "job.json"
@@ -330,11 +347,31 @@ def test_worker_job_on_its_own_local_cluster_cancels_and_leaves_nothing(tiny_mod
         events.append(json.loads(line))
         if events[-1].get("stage", "").startswith("denoise"):
             session = set(Path("/tmp").glob("panoloop-ray-*")) - before
-            proc.stdin.write("cancel\n")
-            proc.stdin.flush()
+            running = [p for s in session for p in processes_naming(str(s))]
+            proc.send_signal(signal.SIGTERM)
             break
     events += [json.loads(line) for line in proc.stdout]
     assert proc.wait(timeout=60) == JobCancelled.exit_code
     assert events[-1]["event"] == "cancelled"
     assert len(session) == 1 and not next(iter(session)).exists()
+    assert len(running) >= 3  # the cluster ran: GCS, raylet, workers…
+    folder = str(next(iter(session)))
+    deadline = time.monotonic() + 15
+    while processes_naming(folder) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert processes_naming(folder) == []  # the cluster's raylet, GCS and workers ended
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["job.json"]
+
+
+def processes_naming(text: str) -> list[int]:
+    """Live processes whose command line holds ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(int(entry.name))
+    return found

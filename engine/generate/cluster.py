@@ -29,8 +29,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -315,7 +317,7 @@ def wait_all(refs: Sequence[Any], cancel: CancelToken) -> list[Any]:
     """``ray.get`` of every ref, checking for cancellation while they run.
 
     A worker's own one-line error (e.g. a load failure) is raised as itself; a worker
-    that died after its one restart becomes a :class:`PanoLoopError`.
+    that died with its one restart used up becomes a :class:`PanoLoopError`.
     """
     import ray
     from ray.exceptions import RayActorError, RayTaskError
@@ -332,8 +334,9 @@ def wait_all(refs: Sequence[Any], cancel: CancelToken) -> list[Any]:
         raise
     except RayActorError as exc:
         raise PanoLoopError(
-            f"a Ray worker died twice, the second time after its restart ({type(exc).__name__})",
-            fix="check the worker node's memory and logs (ray logs), then run again",
+            f"a Ray worker died and its one restart is used up ({type(exc).__name__}); "
+            "no output was written",
+            fix="check the worker node's memory and logs (`ray logs`), then run again",
         ) from None
 
 
@@ -492,6 +495,20 @@ def engine_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+@contextlib.contextmanager
+def own_sigterm() -> Iterator[None]:
+    """Keep this process's SIGTERM handler across ``ray.init``, which installs its own
+    (exit at once): the CLI's (unwind like Ctrl-C) and the worker's (cancel at the next
+    step) must stay, so SIGTERM still ends the job cleanly, workers and cluster included."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def connect(target: RayTarget) -> str | None:
     """Connect this process to the cluster; the temporary folder of a local cluster
     started here (shut down and removed by the caller), else None.
@@ -510,22 +527,24 @@ def connect(target: RayTarget) -> str | None:
         root = LOCAL_TEMP_ROOT if os.path.isdir(LOCAL_TEMP_ROOT) else tempfile.gettempdir()
         temp = tempfile.mkdtemp(prefix="panoloop-ray-", dir=root)
         path = os.pathsep.join(p for p in (str(engine_root()), os.environ.get("PYTHONPATH")) if p)
-        ray.init(
-            num_cpus=os.cpu_count() or 1,
-            include_dashboard=False,
-            _temp_dir=temp,
-            runtime_env={"env_vars": {"PYTHONPATH": path}},
-            **quiet,
-        )
+        with own_sigterm():
+            ray.init(
+                num_cpus=os.cpu_count() or 1,
+                include_dashboard=False,
+                _temp_dir=temp,
+                runtime_env={"env_vars": {"PYTHONPATH": path}},
+                **quiet,
+            )
         return temp
     if target.kind != "auto":
         probe(target)
     try:
-        ray.init(
-            address=target.text,
-            runtime_env={"py_modules": [str(engine_root() / "engine")]},
-            **quiet,
-        )
+        with own_sigterm():
+            ray.init(
+                address=target.text,
+                runtime_env={"py_modules": [str(engine_root() / "engine")]},
+                **quiet,
+            )
     except ConnectionError as exc:
         raise BadInput(f"--ray {target.text}: {str(exc).splitlines()[0]}") from None
     except RuntimeError as exc:  # e.g. a Python or Ray version that differs from the cluster's
