@@ -60,8 +60,20 @@ WARP_PAD = 4
 OVERSHOOT = 6.0
 #: One-way flow: the period (seconds) aimed at; the loop holds a whole number of them.
 FLOW_PERIOD = 2.0
-#: σ (pixels) of the local mean the variance-preserving blend subtracts.
+#: σ (pixels) of the smooth base: a sample's detail is its difference from it (the
+#: sharpening gives detail back; the variance-preserving blend mixes it).
 DETAIL_SIGMA = 1.0
+#: Detail gain table: steps per axis from on-a-pixel to half-way, and the largest gain.
+GAIN_STEPS = 2
+MAX_GAIN = 2.0
+#: Largest normalisation of the flow blend's detail (when the base loses much).
+MAX_BLEND_GAIN = 2.0
+#: Probe tiles (pixels a side, most tiles) the gains are measured on.
+PROBE_TILE = 24
+PROBE_TILES = 96
+#: The display proxy the gains are measured in: (Y/(Y + grey))^(1/2.2), a tone curve that
+#: rolls HDR highlights off as AgX does, so an HDR edge counts as the preview shows it.
+PROXY_GREY = 0.18
 #: Distances (pixels) at which the detail's correlation with itself is measured.
 CORRELATION_REACH = 12
 #: Width of the coarse per-pixel phase-offset noise (fraction of the grid width).
@@ -197,15 +209,25 @@ def _map_rows(
                 flow_maps[2 * k + 1, slot] = wyp + pad
             w0 = one - abs(np.float32(2.0) * p0 - one)
             w1 = one - w0
-            # The phases are |v|·period/2 apart: nearby, their details are alike and a
-            # plain mix keeps them; far apart, independent: divide by √(w₀² + w₁²).
+            # The phases are |v|·period/2 apart. Mixing them keeps the energy of what is
+            # alike at that distance and loses the rest: the base (share s of the detail
+            # energy) is mixed plainly, its loss made up by the detail's normalisation.
             gap = math.sqrt(vx * vx + vy * vy) * half * period
-            step = min(gap, np.float32(len(alikeness) - 1))
+            reach = alikeness.shape[1] - 1
+            step = min(gap, np.float32(reach))
             at = int(step)
-            nxt = min(at + 1, len(alikeness) - 1)
-            alike = alikeness[at] + (step - np.float32(at)) * (alikeness[nxt] - alikeness[at])
+            nxt = min(at + 1, reach)
+            frac = step - np.float32(at)
+            alike_base = alikeness[0, at] + frac * (alikeness[0, nxt] - alikeness[0, at])
+            alike_detail = alikeness[1, at] + frac * (alikeness[1, nxt] - alikeness[1, at])
+            share = alikeness[2, 0]
+            cross = np.float32(2.0) * w0 * w1
+            kept_base = w0 * w0 + w1 * w1 + cross * alike_base
+            kept_detail = w0 * w0 + w1 * w1 + cross * alike_detail
+            wanted = max(one - share * kept_base, np.float32(0.0))
+            norm = math.sqrt(wanted / max((one - share) * kept_detail, np.float32(1e-6)))
             flow_weight[slot] = w0
-            flow_norm[slot] = one / np.float32(math.sqrt(w0 * w0 + w1 * w1 + 2 * w0 * w1 * alike))
+            flow_norm[slot] = min(max(np.float32(norm), one), np.float32(MAX_BLEND_GAIN))
             map_x[i, j] = flow_maps[0, slot]
             map_y[i, j] = flow_maps[1, slot]
 
@@ -272,16 +294,73 @@ def _sample(coef, x, y, out3):
 
 
 @njit(**_FAST)
+def _bilinear3(image, x, y, out3):
+    """Bilinear ``image`` (padded, (H, W, 3)) at padded (x, y)."""
+    ix = _floor(x)
+    iy = _floor(y)
+    fx = x - np.float32(ix)
+    fy = y - np.float32(iy)
+    for c in range(3):
+        top = image[iy, ix, c] + fx * (image[iy, ix + 1, c] - image[iy, ix, c])
+        bottom = image[iy + 1, ix, c] + fx * (image[iy + 1, ix + 1, c] - image[iy + 1, ix, c])
+        out3[c] = top + fy * (bottom - top)
+
+
+@njit(**_FAST)
+def _gain(gains, x, y):
+    """The detail gain at a sample position: the table over both axes' distance from the
+    pixel grid (0 = on a pixel, 1 = half-way), interpolated bilinearly."""
+    n = gains.shape[0] - 1
+    one = np.float32(1.0)
+    two = np.float32(2.0)
+    ux = one - abs(one - two * (x - np.float32(_floor(x))))
+    uy = one - abs(one - two * (y - np.float32(_floor(y))))
+    gx = ux * np.float32(n)
+    gy = uy * np.float32(n)
+    ix = min(_floor(gx), n - 1)
+    iy = min(_floor(gy), n - 1)
+    ax = gx - np.float32(ix)
+    ay = gy - np.float32(iy)
+    top = gains[iy, ix] + ax * (gains[iy, ix + 1] - gains[iy, ix])
+    bottom = gains[iy + 1, ix] + ax * (gains[iy + 1, ix + 1] - gains[iy + 1, ix])
+    return top + ay * (bottom - top)
+
+
+@njit(**_FAST)
+def _sharp_sample(coef, base, near_low, near_high, gains, x, y, out3, base3):
+    """One moving sample: the B-spline value (its overshoot limited to :data:`OVERSHOOT`
+    times the 3×3 neighbours' range), with the detail it lost between pixels given back
+    (``(g − 1)·(value − base)``, ``g`` from :func:`_gain`), the gain never carrying it
+    beyond the 3×3 range. ``base3`` receives the smooth base at the same position."""
+    _sample(coef, x, y, out3)
+    _bilinear3(base, x, y, base3)
+    g = _gain(gains, x, y) - np.float32(1.0)
+    half = np.float32(0.5)
+    r = _floor(y + half)
+    k = _floor(x + half)
+    keep = np.float32(1.0 - 1.0 / OVERSHOOT)
+    grow = np.float32(OVERSHOOT - 1.0)
+    for c in range(3):
+        lo = near_low[r, k, c]
+        hi = near_high[r, k, c]
+        v = min(max(out3[c], lo - keep * abs(lo)), hi + grow * abs(hi))
+        w = v + g * (v - base3[c])
+        out3[c] = min(max(w, min(v, lo)), max(v, hi))
+
+
+@njit(**_FAST)
 def _finish_rows(
-    original, amplitude, padded, coef, mean, low, high, map_x, map_y, slots,
-    flow_maps, flow_weight, flow_norm, start, stop, top, out,
+    original, amplitude, padded, coef, base, near_low, near_high, gains, map_x, map_y,
+    slots, flow_maps, flow_weight, flow_norm, start, stop, top, out,
 ):  # fmt: skip
-    """Rows [start, stop): sample every moving pixel (B-spline), limit the overshoot,
-    blend the flow pixels' two phases (variance-preserving), copy still pixels exactly,
-    round integer frames."""
+    """Rows [start, stop): sample every moving pixel (sharpened B-spline), blend the flow
+    pixels' two phases (variance-preserving around the smooth base), copy still pixels
+    exactly, round integer frames."""
     height, width = amplitude.shape
     c0 = np.empty(3, np.float32)
     c1 = np.empty(3, np.float32)
+    b0 = np.empty(3, np.float32)
+    b1 = np.empty(3, np.float32)
     half = np.float32(0.5)
     for i in range(start, stop):
         for j in range(width):
@@ -298,12 +377,9 @@ def _finish_rows(
                     for c in range(3):
                         out[i, j, c] = padded[np.int64(y), np.int64(x), c]
                     continue
-                _sample(coef, x, y, c0)
-                r = _floor(y + half)
-                k = _floor(x + half)
+                _sharp_sample(coef, base, near_low, near_high, gains, x, y, c0, b0)
                 for c in range(3):
-                    v = min(max(c0[c], low[r, k, c]), high[r, k, c])
-                    out[i, j, c] = _store(v, top)
+                    out[i, j, c] = _store(c0[c], top)
                 continue
             w0 = flow_weight[slot]
             w1 = np.float32(1.0) - w0
@@ -312,22 +388,21 @@ def _finish_rows(
             y0 = flow_maps[1, slot]
             x1 = flow_maps[2, slot]
             y1 = flow_maps[3, slot]
-            _sample(coef, x0, y0, c0)
-            _sample(coef, x1, y1, c1)
+            _sharp_sample(coef, base, near_low, near_high, gains, x0, y0, c0, b0)
+            _sharp_sample(coef, base, near_low, near_high, gains, x1, y1, c1, b1)
             r0 = _floor(y0 + half)
             k0 = _floor(x0 + half)
             r1 = _floor(y1 + half)
             k1 = _floor(x1 + half)
+            keep = np.float32(1.0 - 1.0 / OVERSHOOT)
+            grow = np.float32(OVERSHOOT - 1.0)
             for c in range(3):
-                lo = min(low[r0, k0, c], low[r1, k1, c])
-                hi = max(high[r0, k0, c], high[r1, k1, c])
-                a0 = min(max(c0[c], low[r0, k0, c]), high[r0, k0, c])
-                a1 = min(max(c1[c], low[r1, k1, c]), high[r1, k1, c])
-                m0 = mean[r0, k0, c]
-                m1 = mean[r1, k1, c]
-                level = w0 * m0 + w1 * m1
-                v = level + (w0 * (a0 - m0) + w1 * (a1 - m1)) * norm
-                out[i, j, c] = _store(min(max(v, lo), hi), top)
+                lo = min(near_low[r0, k0, c], near_low[r1, k1, c])
+                hi = max(near_high[r0, k0, c], near_high[r1, k1, c])
+                level = w0 * b0[c] + w1 * b1[c]
+                v = level + (w0 * (c0[c] - b0[c]) + w1 * (c1[c] - b1[c])) * norm
+                v = min(max(v, lo - keep * abs(lo)), hi + grow * abs(hi))
+                out[i, j, c] = _store(v, top)
 
 
 @njit(cache=True)
@@ -376,10 +451,13 @@ class BackwardWarper:
         # The cubic may overshoot its 3×3 neighbours' range by a factor (its sharpness),
         # never more: no black or blazing rings next to an HDR sun.
         kernel = np.ones((3, 3), np.uint8)
-        low = cv2.erode(self.padded, kernel, borderType=cv2.BORDER_REPLICATE)
-        high = cv2.dilate(self.padded, kernel, borderType=cv2.BORDER_REPLICATE)
-        self.low = low - np.float32(1.0 - 1.0 / OVERSHOOT) * np.abs(low)
-        self.high = high + np.float32(OVERSHOOT - 1.0) * np.abs(high)
+        self.near_low = cv2.erode(self.padded, kernel, borderType=cv2.BORDER_REPLICATE)
+        self.near_high = cv2.dilate(self.padded, kernel, borderType=cv2.BORDER_REPLICATE)
+        # The smooth base whose difference from a sample is the detail (sharpening, blend).
+        self.base = smooth_base(self.source, WARP_PAD)
+        self.gains = detail_gains(
+            self.coefficients, self.base, self.near_low, self.near_high, self.amplitude > 0
+        )
         self.y0, self.y1, self.fy = grid_tables(height, grid_shape[0], wrap=False)
         self.x0, self.x1, self.fx = grid_tables(width, grid_shape[1], wrap=True)
         self.map_x = np.empty((height, width), np.float32)
@@ -411,12 +489,10 @@ class BackwardWarper:
         self.flow_maps = np.full((4, padded), float(WARP_PAD), np.float32)
         self.flow_weight = np.zeros(padded, np.float32)
         self.flow_norm = np.ones(padded, np.float32)
-        self.alikeness = np.zeros(CORRELATION_REACH + 1, np.float32)
-        self.mean = self.padded
+        self.alikeness = np.zeros((3, CORRELATION_REACH + 1), np.float32)
         if count:
-            blurred = cv2.GaussianBlur(self.source, (0, 0), DETAIL_SIGMA)
-            self.mean = pad_equirect(np.ascontiguousarray(blurred), WARP_PAD)
-            self.alikeness = detail_correlation(self.source - blurred, flowing)
+            smooth = self.base[WARP_PAD:-WARP_PAD, WARP_PAD:-WARP_PAD]
+            self.alikeness = blend_model(self.source, smooth, flowing)
 
     def _run(self, work) -> None:
         if self.threads == 1:
@@ -450,8 +526,9 @@ class BackwardWarper:
         def finish(band):
             _finish_rows(
                 self.original if self._resolved is None else self.source, self.amplitude,
-                self.padded_original, self.coefficients, self.mean, self.low, self.high,
-                self.map_x, self.map_y, self.slots, self.flow_maps, self.flow_weight,
+                self.padded_original, self.coefficients, self.base, self.near_low,
+                self.near_high, self.gains, self.map_x, self.map_y, self.slots,
+                self.flow_maps, self.flow_weight,
                 self.flow_norm,
                 band[0], band[1], self.top, target,
             )  # fmt: skip
@@ -462,19 +539,42 @@ class BackwardWarper:
         return out
 
 
-def detail_correlation(detail: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """Correlation of ``detail`` (H, W, 3) with itself shifted by 0, 1, … pixels
-    (mean of the horizontal and vertical shifts, over ``region``), float32."""
-    grey = detail.mean(axis=2)
+def blend_model(source: np.ndarray, base: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """What mixing two flow phases keeps, measured on the image (float32 (3, reach + 1)).
+
+    In the display proxy, the Laplacian of the base and of the detail (source − base)
+    over ``region``: row 0 and row 1 hold their correlations with themselves shifted by
+    0, 1, … pixels (:func:`self_correlation`), row 2 column 0 the base's share of the
+    Laplacian energy. Two phases ``d`` pixels apart mixed by ``w₀, w₁`` keep
+    ``w₀² + w₁² + 2w₀w₁ρ(d)`` of each band's energy.
+    """
+    out = np.zeros((3, CORRELATION_REACH + 1), np.float32)
+    shown = _proxy(source)
+    smooth = _proxy(base)
+    lap_base = cv2.Laplacian(smooth, cv2.CV_32F, ksize=1)
+    lap_detail = cv2.Laplacian(shown - smooth, cv2.CV_32F, ksize=1)
+    energy_base = float(np.mean(lap_base[region] ** 2))
+    energy_detail = float(np.mean(lap_detail[region] ** 2))
+    if energy_base + energy_detail <= 0:
+        return out
+    out[0] = self_correlation(lap_base, region)
+    out[1] = self_correlation(lap_detail, region)
+    out[2, 0] = energy_base / (energy_base + energy_detail)
+    return out
+
+
+def self_correlation(field: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Correlation of ``field`` (H, W) with itself shifted by 0, 1, … pixels (mean of the
+    horizontal and vertical shifts, over ``region``), float32, ≥ 0."""
     out = np.zeros(CORRELATION_REACH + 1, np.float32)
-    base = grey[region]
+    base = field[region]
     energy = float(np.mean(base * base))
     if energy <= 0:
         return out
     out[0] = 1.0
     for d in range(1, CORRELATION_REACH + 1):
-        across = np.roll(grey, d, axis=1)[region]
-        down = np.roll(grey, d, axis=0)[region]
+        across = np.roll(field, d, axis=1)[region]
+        down = np.roll(field, d, axis=0)[region]
         value = 0.5 * (float(np.mean(base * across)) + float(np.mean(base * down))) / energy
         out[d] = max(value, 0.0)
     return out
@@ -493,3 +593,143 @@ def bspline_coefficients(image: np.ndarray, pad: int) -> np.ndarray:
     wide = pad_equirect(np.ascontiguousarray(image, dtype=np.float32), pad + reach)
     filtered = cv2.sepFilter2D(wide, cv2.CV_32F, taps, taps, borderType=cv2.BORDER_REFLECT)
     return np.ascontiguousarray(filtered[reach:-reach, reach:-reach])
+
+
+def smooth_base(image: np.ndarray, pad: int) -> np.ndarray:
+    """The image blurred by :data:`DETAIL_SIGMA` across the seam and over the poles,
+    padded by ``pad`` like :func:`~engine.projection.pad_equirect` (float32)."""
+    reach = int(math.ceil(3 * DETAIL_SIGMA)) + 1
+    wide = pad_equirect(np.ascontiguousarray(image, dtype=np.float32), pad + reach)
+    blurred = cv2.GaussianBlur(wide, (0, 0), DETAIL_SIGMA, borderType=cv2.BORDER_REFLECT)
+    return np.ascontiguousarray(blurred[reach:-reach, reach:-reach])
+
+
+def detail_gains(
+    coef: np.ndarray,
+    base: np.ndarray,
+    near_low: np.ndarray,
+    near_high: np.ndarray,
+    moving: np.ndarray,
+) -> np.ndarray:
+    """How much detail to give back between pixels: (GAIN_STEPS + 1)² gains over each
+        axis's distance from the pixel grid (0 = on a pixel, 1 = half-way), float32.
+
+        Any interpolator blurs a sample taken between pixels (at half-way the finest detail
+        cancels); how much shows depends on the image (fine grass loses half its Laplacian
+        energy at a half-pixel shift, HDR leaves against the sky hardly any). So it is
+        measured: probe tiles of the moving region are shifted by each offset with the
+        renderer's own sampling (:func:`_sharp_sample`'s arithmetic), and the gain on the
+        detail that gives back the source's Laplacian energy, in a display proxy
+        (:data:`PROXY_GREY`), is found by bisection. ``moving`` is (H, W), the other arrays
+    padded by :data:`WARP_PAD`.
+    """
+    steps = GAIN_STEPS
+    gains = np.ones((steps + 1, steps + 1), np.float32)
+    tiles = _probe_tiles(moving)
+    if not tiles:
+        return gains
+    size = PROBE_TILE
+    pick = [np.s_[i - 1 : i + size + 2, j - 1 : j + size + 2] for i, j in tiles]
+    stack = np.stack([coef[k] for k in pick])
+    base_stack = np.stack([base[k] for k in pick])
+    low_stack = np.stack([near_low[k] for k in pick])
+    high_stack = np.stack([near_high[k] for k in pick])
+    reference = _proxy_energy(_shifted(stack, 0.0, 0.0))
+    if reference <= 0:
+        return gains
+    for iy in range(steps + 1):
+        for ix in range(steps + 1):
+            if iy == 0 and ix == 0:
+                continue
+            fy, fx = 0.5 * iy / steps, 0.5 * ix / steps
+            gains[iy, ix] = _solve_gain(
+                _shifted(stack, fy, fx), _bilinear_shift(base_stack, fy, fx),
+                _nearest(low_stack, fy, fx), _nearest(high_stack, fy, fx), reference,
+            )  # fmt: skip
+    return gains
+
+
+def _probe_tiles(moving: np.ndarray) -> list[tuple[int, int]]:
+    """Top-left corners (padded coordinates) of up to :data:`PROBE_TILES` tiles that
+    lie (almost) wholly in the moving region, spread evenly over it."""
+    size = PROBE_TILE
+    height, width = moving.shape
+    rows, cols = height // size, width // size
+    if rows == 0 or cols == 0:
+        return []
+    cover = moving[: rows * size, : cols * size].reshape(rows, size, cols, size).mean(axis=(1, 3))
+    full = np.argwhere(cover >= 0.9)
+    if len(full) == 0:
+        full = np.argwhere(cover >= 0.5)
+    if len(full) == 0:
+        return []
+    chosen = full[np.unique(np.linspace(0, len(full) - 1, PROBE_TILES).round().astype(int))]
+    return [(int(r) * size + WARP_PAD, int(c) * size + WARP_PAD) for r, c in chosen]
+
+
+def _bspline_taps(f: float) -> np.ndarray:
+    g = 1.0 - f
+    w0, w3 = g**3 / 6.0, f**3 / 6.0
+    w1 = 2.0 / 3.0 - 0.5 * f * f * (2.0 - f)
+    return np.array([w0, w1, 1.0 - w0 - w1 - w3, w3], np.float32)
+
+
+def _shifted(stack: np.ndarray, fy: float, fx: float) -> np.ndarray:
+    """B-spline samples of coefficient tiles (K, S + 3, S + 3, 3) at offset (fy, fx):
+    (K, S, S, 3)."""
+    size = stack.shape[1] - 3
+    wx, wy = _bspline_taps(fx), _bspline_taps(fy)
+    across = sum(wx[k] * stack[:, :, k : k + size] for k in range(4))
+    return sum(wy[k] * across[:, k : k + size] for k in range(4))
+
+
+def _bilinear_shift(stack: np.ndarray, fy: float, fx: float) -> np.ndarray:
+    size = stack.shape[1] - 3
+    a, b = stack[:, 1 : size + 1], stack[:, 2 : size + 2]
+    rows = a + np.float32(fy) * (b - a)
+    left, right = rows[:, :, 1 : size + 1], rows[:, :, 2 : size + 2]
+    return left + np.float32(fx) * (right - left)
+
+
+def _nearest(stack: np.ndarray, fy: float, fx: float) -> np.ndarray:
+    size = stack.shape[1] - 3
+    dy, dx = (1 if fy >= 0.5 else 0), (1 if fx >= 0.5 else 0)
+    return stack[:, 1 + dy : 1 + dy + size, 1 + dx : 1 + dx + size]
+
+
+def _proxy(linear: np.ndarray) -> np.ndarray:
+    """The display proxy (:data:`PROXY_GREY`) of linear RGB (…, 3): grey in [0, 1)."""
+    luminance = np.maximum(linear @ np.array([0.2126, 0.7152, 0.0722], np.float32), 0.0)
+    return (luminance / (luminance + np.float32(PROXY_GREY))) ** np.float32(1 / 2.2)
+
+
+def _proxy_energy(tiles: np.ndarray) -> float:
+    """Laplacian variance of tiles (K, S, S, 3) in the display proxy, tile interiors."""
+    shown = _proxy(tiles)
+    lap = (
+        shown[:, :-2, 1:-1] + shown[:, 2:, 1:-1] + shown[:, 1:-1, :-2] + shown[:, 1:-1, 2:]
+        - 4 * shown[:, 1:-1, 1:-1]
+    )  # fmt: skip
+    return float(lap.var())
+
+
+def _solve_gain(sample, base, low, high, reference: float, iterations: int = 8) -> float:
+    """The gain in [1, MAX_GAIN] whose sharpened samples (as :func:`_sharp_sample`) have
+    the ``reference`` Laplacian energy (bisection; the energy grows with the gain)."""
+    keep, grow = 1.0 - 1.0 / OVERSHOOT, OVERSHOOT - 1.0
+    value = np.minimum(np.maximum(sample, low - keep * np.abs(low)), high + grow * np.abs(high))
+    floor, ceiling = np.minimum(value, low), np.maximum(value, high)
+    detail = value - base
+
+    def energy(gain: float) -> float:
+        return _proxy_energy(np.clip(value + np.float32(gain - 1.0) * detail, floor, ceiling))
+
+    lo, hi = 1.0, MAX_GAIN
+    if energy(lo) >= reference:
+        return lo
+    if energy(hi) <= reference:
+        return hi
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if energy(mid) < reference else (lo, mid)
+    return 0.5 * (lo + hi)
