@@ -11,25 +11,30 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..colour import DisplayTransform
 from ..media import to_display_uint8
 
 
-def grey(image: np.ndarray) -> np.ndarray:
-    """The tone-mapped (as the 8-bit preview) grey image, float32 in [0, 255]."""
-    shown = to_display_uint8(image)
+def grey(image: np.ndarray, view: DisplayTransform | None = None) -> np.ndarray:
+    """The tone-mapped grey image, float32 in [0, 255]: through ``view`` (a preview's
+    view transform, e.g. Blender's AgX), or by default clipped to [0, 1] and sRGB-encoded
+    (Blender's Standard view)."""
+    shown = to_display_uint8(image) if view is None else view.to_uint8(image)
     return cv2.cvtColor(shown, cv2.COLOR_RGB2GRAY).astype(np.float32)
 
 
-def laplacian(image: np.ndarray) -> np.ndarray:
+def laplacian(image: np.ndarray, view: DisplayTransform | None = None) -> np.ndarray:
     """The 3×3 Laplacian of the tone-mapped grey image (wrapping the seam)."""
-    g = grey(image)
+    g = grey(image, view)
     padded = np.concatenate([g[:, -1:], g, g[:, :1]], axis=1)
     return cv2.Laplacian(padded, cv2.CV_32F, ksize=1, borderType=cv2.BORDER_REFLECT)[:, 1:-1]
 
 
-def detail_energy(image: np.ndarray, region: np.ndarray) -> float:
+def detail_energy(
+    image: np.ndarray, region: np.ndarray, view: DisplayTransform | None = None
+) -> float:
     """Variance of the Laplacian over ``region`` (a boolean (H, W) mask)."""
-    return float(laplacian(image)[region].var())
+    return float(laplacian(image, view)[region].var())
 
 
 def moving_region(amplitude: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -39,11 +44,17 @@ def moving_region(amplitude: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     return cv2.erode(region, np.ones((5, 5), np.uint8)).astype(bool)
 
 
-def sharpness_ratio(source: np.ndarray, frame: np.ndarray, region: np.ndarray) -> float:
+def sharpness_ratio(
+    source: np.ndarray,
+    frame: np.ndarray,
+    region: np.ndarray,
+    view: DisplayTransform | None = None,
+) -> float:
     """Laplacian variance of ``frame`` over that of ``source`` in ``region`` (1 = as sharp;
-    forward splatting with a bilinear footprint measured about 0.5)."""
-    reference = detail_energy(source, region)
-    return detail_energy(frame, region) / reference if reference > 0 else 1.0
+    forward splatting with a bilinear footprint measured about 0.5), tone-mapped as
+    :func:`grey` with ``view``."""
+    reference = detail_energy(source, region, view)
+    return detail_energy(frame, region, view) / reference if reference > 0 else 1.0
 
 
 def mean_shift(before: np.ndarray, after: np.ndarray, region: tuple[slice, slice]) -> np.ndarray:
