@@ -290,7 +290,7 @@ BAD = [
     (["--ray", "cluster-head"], "'cluster-head'"),
     (["--ray", "127.0.0.1:{closed}"], "127.0.0.1:{closed}"),
     (["--ray", "local", "--device", "cuda:1"], "--device cuda:1"),
-    (["--ray", "local", "--ray-workers", "3"], "--ray-workers 3: the Ray cluster has 2 CPU free"),
+    (["--ray", "local", "--ray-workers", "3"], "--ray-workers 3: the Ray cluster has 2 CPU in all"),
 ]
 
 

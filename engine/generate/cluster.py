@@ -556,26 +556,26 @@ def connect(target: RayTarget) -> str | None:
 
 
 def worker_resources(count: int | None, device: str) -> tuple[int, str, dict[str, float]]:
-    """(workers, device, resources of one worker), checked against what the cluster has
-    free: BadInput naming the numbers when they cannot all be placed."""
+    """(workers, device, resources of one worker), checked against the cluster's total:
+    BadInput naming the numbers when it could never hold them all. (Resources other jobs
+    hold now are waited for, a bounded time, by :func:`place`.)"""
     import ray
 
-    free = ray.available_resources()
-    gpus = int(free.get("GPU", 0))
+    total = ray.cluster_resources()
+    gpus = int(total.get("GPU", 0))
     if device == "auto":
         device = "cuda" if gpus >= max(1, count or 1) else "cpu"
     need = {"CPU": 1.0, "GPU": 1.0} if device == "cuda" else {"CPU": 1.0}
     if count is None:
         count = max(1, gpus) if device == "cuda" else 1
     for name, amount in need.items():
-        have = free.get(name, 0.0)
+        have = total.get(name, 0.0)
         if have < count * amount:
+            fits = int(have // amount)
             raise BadInput(
-                f"--ray-workers {count}: the Ray cluster has {have:g} {name} free "
+                f"--ray-workers {count}: the Ray cluster has {have:g} {name} in all "
                 f"and each worker needs {amount:g}",
-                fix=f"use --ray-workers {int(have // amount)} or add nodes to the cluster"
-                if have >= amount
-                else "add nodes to the cluster",
+                fix=f"use --ray-workers {fits} or add nodes" if fits else "add nodes with them",
             )
     return count, device, need
 
@@ -593,10 +593,11 @@ def place(count: int, need: dict[str, float], cancel: CancelToken) -> Any:
         while not ray.wait([group.ready()], timeout=POLL_S)[0]:
             cancel.check()
             if time.monotonic() > deadline:
+                free = {k: v for k, v in ray.available_resources().items() if k in need}
                 raise BadInput(
                     f"--ray-workers {count}: the cluster could not place them within "
-                    f"{PLACEMENT_TIMEOUT_S:g} s (resources taken by other jobs?)",
-                    fix="use fewer workers, or free or add nodes",
+                    f"{PLACEMENT_TIMEOUT_S:g} s ({free} free now: other jobs hold the rest)",
+                    fix="use fewer workers, wait for the other jobs, or add nodes",
                 )
     except BaseException:
         remove_placement_group(group)

@@ -202,7 +202,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ray-workers",
         type=int,
         metavar="N",
-        help="Ray workers (default: one per free GPU with CUDA, else 1)",
+        help="Ray workers (default: one per GPU of the cluster with CUDA, else 1)",
     )
 
 

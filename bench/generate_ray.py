@@ -1,24 +1,28 @@
 """Per-step overhead of ``generate --ray`` against the in-process sampler, in one run.
 
 The tiny random-weight AnimateDiff (``tests/tiny_models.py``, loaded through our loader)
-samples the same request in-process and then on a local Ray cluster with 1 and with 2
-workers (each its own process holding the model): shifted windows (``--schedule
-windows``), ``--steps`` steps of a 256×128-pixel, 8-frame ring (32×16 latent, 4-frame
-windows: 16 model calls a step). Per step = the ``denoise`` stage's wall time / steps
-(the prompt is encoded before it; loading and the cluster's start are timed apart). The
-latents must be equal bit for bit, or the run fails. Baseline: the in-process run.
+samples the same request in-process and on a local Ray cluster with 1 and with 2 workers
+(each its own process holding the model), the two interleaved ``--repeats`` times:
+shifted windows (``--schedule windows``), ``--steps`` steps of a 256×128-pixel, 8-frame
+ring (32×16 latent, 4-frame windows: 16 model calls a step). Per step = the
+``denoise`` stage's wall time / steps (the prompt is encoded before it; loading and the
+cluster's start are timed apart), medians over the repeats. The latents must be equal
+bit for bit, or the run fails. Baseline: the in-process run.
 
 With a model this small a call costs milliseconds, so the figure is the Ray path's own
 cost per step (numpy copies, the object store, scheduling) — an upper bound on its
 share of a real model's step, where one call takes 0.1–10 s.
 
-Run: ``.venv/bin/python bench/ray.py [--steps 6] [--workers 1,2]`` (prints the load).
+Run: ``.venv/bin/python bench/generate_ray.py [--steps 6] [--workers 1,2] [--repeats 3]``
+(it prints the load average at its start and end).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -60,6 +64,7 @@ def main() -> int:
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)  # as the tests do; the workers take the driver's count
     print(f"load average at start: {load_average()}")
@@ -70,9 +75,10 @@ def main() -> int:
     grid = (args.frames, args.width // 16, args.width // 8)
     calls = len(sch.shifted_windows(0, sch.WindowGrid((WINDOW_FRAMES, 8, 8), 8), grid))
     backend = load_animatediff(info, window_frames=WINDOW_FRAMES, device="cpu")
-    timed_sample(backend, request)  # warm-up: first calls pay one-time costs
-    reference, plain = timed_sample(backend, request)
-    print(f"{calls} model calls a step; in-process: {plain * 1000:.1f} ms/step")
+    warm_up = dataclasses.replace(request, steps=1)  # first calls pay one-time costs
+    timed_sample(backend, warm_up)
+    reference, _ = timed_sample(backend, request)
+    print(f"{calls} model calls a step, {args.steps} steps, {args.repeats} repeats")
     start = time.perf_counter()
     temp = connect(RayTarget("local", "local"))
     print(f"local cluster started in {time.perf_counter() - start:.1f} s")
@@ -85,15 +91,21 @@ def main() -> int:
         for count in (int(n) for n in args.workers.split(",")):
             ctx = JobContext()
             with ray_backend(RayTarget("local", "local"), count, spec, ctx) as remote:
-                timed_sample(remote, request)  # warm-up
-                latent, per_step = timed_sample(remote, request)
-            same = torch.equal(latent, reference)
-            failed |= not same
+                timed_sample(remote, warm_up)
+                plain, ray_s = [], []
+                for _ in range(args.repeats):  # interleaved, so a shared machine's drift
+                    ray_latent, seconds = timed_sample(remote, request)  # hits both alike
+                    ray_s.append(seconds)
+                    plain.append(timed_sample(backend, request)[1])
+                    failed |= not torch.equal(ray_latent, reference)
+            ours, base = statistics.median(ray_s), statistics.median(plain)
             print(
-                f"ray, {count} worker(s): {per_step * 1000:.1f} ms/step = "
-                f"{per_step / plain:.2f}× in-process (+{(per_step - plain) * 1000:.1f} ms/step); "
-                f"workers loaded in {ctx.timings['load']:.1f} s; latent bit-identical: {same}"
+                f"ray, {count} worker(s): {ours * 1000:.1f} ms/step; in-process "
+                f"{base * 1000:.1f} ms/step (medians): ratio {ours / base:.2f} "
+                f"(+{(ours - base) * 1000:.1f} ms/step, {(ours - base) / calls * 1000:.1f} ms "
+                f"a call); workers loaded in {ctx.timings['load']:.1f} s"
             )
+        print(f"latents bit-identical to in-process: {not failed}")
     finally:
         ray.shutdown()
         if temp:
