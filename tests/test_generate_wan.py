@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_models import lay_out_hub_cache
 from tiny_wan import build_tiny_wan, save_tiny_lora
 
 from engine import cli
@@ -39,6 +40,33 @@ def one_torch_thread():
 @pytest.fixture(scope="module")
 def tiny_wan(tmp_path_factory):
     return build_tiny_wan(tmp_path_factory.mktemp("models") / "tiny-wan")
+
+
+#: The commit the tiny Wan is filed under in a test hub cache.
+WAN_COMMIT = "2" * 40
+
+
+@pytest.fixture(scope="module")
+def wan_with_variant(tiny_wan, tmp_path_factory):
+    """The tiny Wan plus ``fp16``-infixed weights from other random weights (seed 1), as a
+    hub repository's variant files sit beside its plain ones."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("models") / "tiny-wan-variant"
+    shutil.copytree(tiny_wan, folder)
+    return build_tiny_wan(folder, seed=1, variant="fp16")
+
+
+@pytest.fixture
+def wan_hub_cache(tiny_wan, tmp_path, monkeypatch):
+    """The tiny Wan filed in a Hugging Face hub cache as ``panoloop-test/wan`` at
+    ``WAN_COMMIT`` (huggingface_hub's own layout), which the hub library reads."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hub-cache"
+    lay_out_hub_cache(tiny_wan, cache, "panoloop-test/wan", WAN_COMMIT)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    return cache
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +123,28 @@ def test_a_lora_loads_through_peft_changes_the_frames_and_is_recorded(
     (recorded,) = read_manifest(tmp_path / "lora")["loras"]
     assert recorded["source"] == str(tiny_lora) and recorded["scale"] == 0.8
     assert len(recorded["sha256"]) == 64
+
+
+def test_a_weight_variant_loads_its_own_files_and_is_recorded(wan_with_variant, tmp_path):
+    """Plumbing: ``--variant fp16`` reads the ``.fp16`` files (other weights, so other
+    frames) and the manifest names the variant; without it the plain files load."""
+    assert generate(wan_with_variant, tmp_path / "plain", "--steps", "1") == 0
+    assert generate(wan_with_variant, tmp_path / "fp16", "--steps", "1", "--variant", "fp16") == 0
+    plain, fp16 = _frames(tmp_path / "plain"), _frames(tmp_path / "fp16")
+    assert np.abs(plain[0] - fp16[0]).mean() > 0.5
+    assert read_manifest(tmp_path / "plain")["variant"] is None
+    assert read_manifest(tmp_path / "fp16")["variant"] == "fp16"
+
+
+def test_a_hub_id_at_a_revision_loads_offline_from_the_cache(tiny_wan, wan_hub_cache, tmp_path):
+    """Plumbing: ``org/name --revision COMMIT --offline`` resolves through huggingface_hub's
+    cache to the same weights as the folder (same frames) and records the commit."""
+    assert generate(tiny_wan, tmp_path / "folder", "--steps", "1") == 0
+    argv = ["--steps", "1", "--offline", "--revision", WAN_COMMIT]
+    assert generate("panoloop-test/wan", tmp_path / "hub", *argv) == 0
+    assert read_manifest(tmp_path / "hub")["revision"] == WAN_COMMIT
+    for a, b in zip(_frames(tmp_path / "folder"), _frames(tmp_path / "hub"), strict=True):
+        assert np.array_equal(a, b)
 
 
 def test_cancel_mid_denoise_writes_nothing(tiny_wan, tmp_path):
@@ -158,6 +208,8 @@ BAD = [
     (["--lora", "{good}:x"], "'x'"),
     (["--window-size", "64by32"], "64by32"),
     (["--motion-adapter", "some/adapter"], "--motion-adapter"),
+    (["--variant", "fp16"], "no fp16 safetensors weights"),
+    (["--revision", "v2"], "--revision v2"),
 ]
 
 

@@ -17,11 +17,13 @@ from pathlib import Path
 TINY_TEXT_DIM = 32
 
 
-def build_tiny_wan(folder: Path) -> Path:
+def build_tiny_wan(folder: Path, *, seed: int = 0, variant: str | None = None) -> Path:
     """Build a random-weight ``WanPipeline`` and ``save_pretrained`` it into ``folder``.
 
-    Each component is seeded with ``torch.manual_seed(0)``: two calls write identical
-    weights. Returns ``folder`` (it holds ``model_index.json``).
+    Each component is seeded with ``torch.manual_seed(seed)``: two calls write identical
+    weights. ``variant`` saves the weights with that infix (``model.fp16.safetensors``)
+    beside any already there, as the hub's variant files sit beside the plain ones.
+    Returns ``folder`` (it holds ``model_index.json``).
     """
     import torch
     from diffusers import (
@@ -33,7 +35,7 @@ def build_tiny_wan(folder: Path) -> Path:
     from transformers import UMT5Config, UMT5EncoderModel
 
     folder = Path(folder)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     vae = AutoencoderKLWan(
         base_dim=3,
         z_dim=16,
@@ -41,7 +43,7 @@ def build_tiny_wan(folder: Path) -> Path:
         num_res_blocks=1,
         temperal_downsample=[False, True, True],
     )
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     transformer = WanTransformer3DModel(
         patch_size=(1, 2, 2),
         num_attention_heads=2,
@@ -56,7 +58,7 @@ def build_tiny_wan(folder: Path) -> Path:
         qk_norm="rms_norm_across_heads",
         rope_max_seq_len=32,
     )
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     text_encoder = UMT5EncoderModel(
         UMT5Config(
             vocab_size=128,
@@ -78,7 +80,7 @@ def build_tiny_wan(folder: Path) -> Path:
         vae=vae,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
     )
-    pipe.save_pretrained(folder, safe_serialization=True)
+    pipe.save_pretrained(folder, safe_serialization=True, variant=variant)
     return folder
 
 

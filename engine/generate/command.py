@@ -265,8 +265,8 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     )
     check_request_numbers(request)
     if wan:
-        if args.variant or args.revision or args.motion_adapter_revision:
-            raise BadInput("--revision and --variant are for AnimateDiff models so far")
+        if args.motion_adapter_revision:
+            raise BadInput("--motion-adapter-revision is for AnimateDiff; Wan has no adapter")
         if ray_target is not None:
             raise BadInput(f"--ray runs AnimateDiff models so far; {args.model} is a Wan pipeline")
         return _run_wan(args, request, ctx, timing, window_size=window_size, loras=loras)
@@ -367,7 +367,9 @@ def _run_wan(
 
     if args.motion_adapter:
         raise BadInput(f"--motion-adapter is for AnimateDiff; {args.model} is a Wan pipeline")
-    info = inspect_wan(args.model, offline=args.offline)
+    info = inspect_wan(
+        args.model, offline=args.offline, revision=args.revision, variant=args.variant
+    )
     latent = (
         max(1, timing.denoised_frames // info.time_factor),
         args.height // info.vae_factor,

@@ -185,10 +185,10 @@ def _cached_snapshot(repo_id: str, revision: str | None, *, kind: str, offline: 
         ) from None
 
 
-def resolve_source(source: str, *, offline: bool, kind: str = "model") -> tuple[Path, str]:
-    """A whole repository (Wan pipelines, LoRAs) → (folder on disk, revision): configs and
-    every safetensors file, never pickles or a pipeline's root checkpoints. AnimateDiff
-    uses :func:`locate_source`, which fetches only what it loads."""
+def resolve_source(source: str, *, offline: bool, kind: str = "LoRA") -> tuple[Path, str]:
+    """A whole small repository (a LoRA) → (folder on disk, revision): its configs and
+    every safetensors file, never pickles. Pipelines use :func:`locate_source`, which
+    fetches only the components and the variant they load."""
     if not is_hub_id(source):
         path = Path(source).expanduser()
         if not path.is_dir():
@@ -201,8 +201,7 @@ def resolve_source(source: str, *, offline: bool, kind: str = "model") -> tuple[
         folder = Path(
             snapshot_download(
                 source,
-                allow_patterns=["*.json", "*.txt", "*.model"]
-                + (["*/*.safetensors"] if kind == "model" else ["*.safetensors"]),
+                allow_patterns=["*.json", "*.txt", "*.model", "*.safetensors"],
                 local_files_only=offline,
             )
         )
@@ -214,21 +213,6 @@ def resolve_source(source: str, *, offline: bool, kind: str = "model") -> tuple[
     except Exception as exc:  # the hub's errors are many; name the id and the cause
         raise BadInput(f"{kind} {source} could not be fetched: {type(exc).__name__}") from None
     return folder, folder.name
-
-
-def check_safetensors(component: Path) -> None:
-    """Refuse a component folder whose weights exist only as pickle files (whole
-    repositories; AnimateDiff checks its listing with :func:`check_weights`)."""
-    files = [p.name for p in component.iterdir() if p.is_file()]
-    if any(name.endswith(".safetensors") for name in files):
-        return
-    pickles = [name for name in files if name.endswith(PICKLE_SUFFIXES)]
-    if pickles:
-        raise BadInput(
-            f"{component} has only pickle weights ({pickles[0]}); PanoLoop loads safetensors only",
-            fix="convert the weights to .safetensors or use a model that ships them",
-        )
-    raise BadInput(f"{component} holds no .safetensors weights")
 
 
 def folder_fingerprint(folder: Path) -> str:
@@ -313,6 +297,73 @@ def check_weights(source: Source, component: str, variant: str | None, what: str
 def has_variant(source: Source, components: tuple[str, ...], variant: str) -> bool:
     """True when every component in ``components`` has weights in ``variant``."""
     return all(weight_files(source.files, c, variant) for c in components)
+
+
+# --------------------------------------------------------------------------- weight headers
+
+#: Longest safetensors header read (bytes); a larger one is not a weight file we trust.
+MAX_HEADER = 100 << 20
+
+
+def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Tensor name → (dtype, shape) from a safetensors file's JSON header (its first
+    bytes: an 8-byte little-endian length, then the JSON); no tensor data is read.
+    ``{}`` for a file that cannot be read as safetensors."""
+    try:
+        with open(path, "rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            if not 0 < length <= MAX_HEADER:
+                return {}
+            header = json.loads(handle.read(length))
+        return {
+            name: (str(entry["dtype"]), tuple(int(n) for n in entry["shape"]))
+            for name, entry in header.items()
+            if name != "__metadata__"
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def weight_shapes(
+    source: Source, component: str, variant: str | None
+) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Every tensor of ``component``'s safetensors weights in ``variant`` (shards
+    together): name → (dtype, shape), from the files' headers only.
+
+    Files on disk (a local folder, a cached snapshot, weights already fetched) are read
+    locally; a hub repository whose weights are not downloaded yet answers each file's
+    header with a ranged request (``HfApi.parse_safetensors_file_metadata``: a few KiB,
+    never the weights). ``{}`` when the hub cannot be asked (offline, no connection):
+    callers treat the shapes as unknown, never as a refusal.
+    """
+    files = weight_files(source.files, component, variant)
+    names = [name for name in files if name.endswith(".safetensors")]
+    shapes: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for name in names:
+        local = source.folder / name
+        if local.is_file():
+            shapes.update(read_safetensors_header(local))
+        elif source.repo_id is not None:
+            shapes.update(_hub_header(source, name))
+    return shapes
+
+
+def _hub_header(source: Source, name: str) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """A hub file's safetensors header by ranged request; ``{}`` when it cannot be had."""
+    from huggingface_hub import HfApi
+
+    try:
+        meta = HfApi().parse_safetensors_file_metadata(
+            source.repo_id, name, revision=source.revision or None
+        )
+    except Exception:  # offline, no connection, a failing hub: the shapes stay unknown
+        return {}
+    return {key: (info.dtype, tuple(info.shape)) for key, info in meta.tensors.items()}
+
+
+def parameter_count(shapes: dict[str, tuple[str, tuple[int, ...]]]) -> int:
+    """The number of parameters the tensors hold."""
+    return sum(math.prod(shape) for _, shape in shapes.values())
 
 
 # --------------------------------------------------------------------------- configs

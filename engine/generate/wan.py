@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,12 +31,16 @@ from ..errors import BadInput, PanoLoopError
 from .backends import DECODE_PAD
 from .loading import (
     PICKLE_SUFFIXES,
+    Source,
     _read_config,
     _read_json,
-    check_safetensors,
+    check_weights,
+    choose_variant,
+    fetch_weights,
     locate_source,
     pick_device,
     resolve_source,
+    weight_shapes,
 )
 from .steprule import FlowMatchRule
 
@@ -53,6 +56,10 @@ WAN_TEXT_TOKENS = 512
 DECODE_WARMUP = 4
 #: Latent frames decoded per chunk (memory grows with it; cost is (chunk + warm-up) / chunk).
 DECODE_CHUNK = 8
+#: The folders of a Wan pipeline that are fetched and loaded (configs, tokenizer files).
+WAN_COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
+#: The components with weights (checked for safetensors in the chosen variant).
+WAN_WEIGHTED = ("transformer", "vae", "text_encoder")
 
 
 def model_class(source: str, *, offline: bool, revision: str | None = None) -> str:
@@ -72,32 +79,42 @@ def model_class(source: str, *, offline: bool, revision: str | None = None) -> s
 class WanInfo:
     """What a Wan pipeline's configs say, read before any weights load."""
 
-    folder: Path
+    folder: Path  # the configs (a hub id's weights arrive with :func:`load_wan`)
     source: str
-    revision: str
+    revision: str  # hub commit, or ``sha256:…`` fingerprint of a local folder
     vae_factor: int  # spatial compression (8)
     time_factor: int  # temporal compression (4)
     patch: tuple[int, int, int]  # transformer patch (frames, rows, cols)
     latent_channels: int
     flow_shift: float
     train_steps: int
+    variant: str | None = None  # weight files' variant infix (``fp16``…), None: plain files
+    files: Source | None = None  # the listing the weights are fetched from
 
 
-def inspect_wan(source: str, *, offline: bool = False) -> WanInfo:
-    """Resolve and check a Wan 2.1 pipeline; reads only JSON (BadInput for every refusal)."""
-    folder, revision = resolve_source(source, offline=offline)
-    index = _read_json(folder / "model_index.json", f"model {source}")
-    for name in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler"):
+def inspect_wan(
+    source: str,
+    *,
+    offline: bool = False,
+    revision: str | None = None,
+    variant: str | None = None,
+) -> WanInfo:
+    """Resolve and check a Wan 2.1 pipeline; reads only JSON (BadInput for every refusal).
+
+    A hub id is pinned to ``revision`` (a branch, tag or commit; the default branch when
+    None) and only the configs of :data:`WAN_COMPONENTS` are fetched here; each weighted
+    component must hold safetensors in ``variant`` (the plain files when None), checked
+    against the repository's listing before anything large is downloaded.
+    """
+    found = locate_source(source, offline=offline, revision=revision, components=WAN_COMPONENTS)
+    folder = found.folder
+    _read_json(folder / "model_index.json", f"model {source}")
+    for name in WAN_COMPONENTS:
         if not (folder / name).is_dir():
             raise BadInput(f"model {source} has no {name}/ (not a Wan pipeline)")
-    for name, entry in index.items():
-        if name.startswith("_") or not isinstance(entry, list) or entry[0] is None:
-            continue
-        component = folder / name
-        if not component.is_dir():
-            raise BadInput(f"model {source}: component folder {name}/ is missing")
-        if (component / "config.json").is_file():
-            check_safetensors(component)
+    variant = choose_variant(found, None, variant, prefer_fp16=False)
+    for name in WAN_WEIGHTED:
+        check_weights(found, name, variant, f"model {source}")
     transformer = _read_json(folder / "transformer" / "config.json", f"model {source}")
     vae = _read_json(folder / "vae" / "config.json", f"model {source}")
     scheduler = _read_json(folder / "scheduler" / "scheduler_config.json", f"model {source}")
@@ -108,13 +125,15 @@ def inspect_wan(source: str, *, offline: bool = False) -> WanInfo:
     return WanInfo(
         folder=folder,
         source=source,
-        revision=revision,
+        revision=found.revision,
         vae_factor=2 ** len(downsample),
         time_factor=2 ** sum(bool(d) for d in downsample),
         patch=tuple(int(p) for p in transformer.get("patch_size", (1, 2, 2))),
         latent_channels=int(vae.get("z_dim", 16)),
         flow_shift=float(shift),
         train_steps=int(scheduler.get("num_train_timesteps", 1000)),
+        variant=variant,
+        files=found,
     )
 
 
@@ -212,7 +231,7 @@ def inspect_lora(spec: LoraSpec, info: WanInfo, *, offline: bool = False) -> Lor
         state = WanPipeline.lora_state_dict(raw)
     except (KeyError, ValueError, IndexError) as exc:
         raise BadInput(f"LoRA {spec.source} is not a Wan LoRA diffusers can read: {exc}") from None
-    check_lora_fits(spec.source, state, base_linear_shapes(info.folder / "transformer"))
+    check_lora_fits(spec.source, state, base_linear_shapes(info))
     return LoraInfo(spec, file, revision, _sha256(file), state)
 
 
@@ -252,21 +271,20 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def base_linear_shapes(transformer: Path) -> dict[str, tuple[int, ...]]:
-    """Every weight's shape in the base transformer, read from safetensors headers only."""
-    from safetensors import safe_open
-
-    shapes: dict[str, tuple[int, ...]] = {}
-    for file in sorted(transformer.glob("*.safetensors")):
-        with safe_open(file, framework="pt") as handle:
-            for key in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
-                shapes[key] = tuple(handle.get_slice(key).get_shape())
-    return shapes
+def base_linear_shapes(info: WanInfo) -> dict[str, tuple[int, ...]]:
+    """Every weight's shape in the base transformer, read from safetensors headers only
+    (on disk, or by ranged requests to the hub before its weights are downloaded)."""
+    if info.files is None:
+        return {}
+    shapes = weight_shapes(info.files, "transformer", info.variant)
+    return {name: shape for name, (_, shape) in shapes.items()}
 
 
 def check_lora_fits(source: str, state: dict, base: dict[str, tuple[int, ...]]) -> None:
     """Every ``transformer.<layer>.lora_A/B.weight`` must fit ``<layer>.weight`` of the base:
     A is (rank, in_features), B is (out_features, rank). BadInput names the first misfit."""
+    if not base:
+        return  # the base's headers cannot be read (hub unreachable): loading will tell
     fitted = 0
     for key, tensor in state.items():
         if not key.startswith("transformer.") or ".lora_" not in key:
@@ -443,6 +461,7 @@ class WanBackend:
             "model_family": "wan2.1",
             "model": self.info.source,
             "revision": self.info.revision,
+            "variant": self.info.variant,
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
             "window": list(self.window),
@@ -504,20 +523,21 @@ def load_wan(
     the text encoder and transformer take ``dtype``. LoRAs load through diffusers'
     LoRA loading (peft) as adapters with their scales.
     """
-    if offline:
-        os.environ["HF_HUB_OFFLINE"] = "1"
+    del offline  # resolved folders only: nothing here reaches the hub
     import torch
     from diffusers import AutoencoderKLWan, WanPipeline
 
     device = pick_device(device)
     torch_dtype = pick_wan_dtype(dtype, device)
+    folder = info.folder
+    if info.files is not None:  # a hub id's weights, in the chosen variant, arrive now
+        folder = fetch_weights(info.files, WAN_COMPONENTS, info.variant)
+    weights = {"use_safetensors": True, "variant": info.variant}
     try:
         vae = AutoencoderKLWan.from_pretrained(
-            info.folder, subfolder="vae", use_safetensors=True, dtype=torch.float32
+            folder, subfolder="vae", dtype=torch.float32, **weights
         )
-        pipe = WanPipeline.from_pretrained(
-            info.folder, vae=vae, use_safetensors=True, dtype=torch_dtype
-        )
+        pipe = WanPipeline.from_pretrained(folder, vae=vae, dtype=torch_dtype, **weights)
     except (OSError, ValueError, TypeError) as exc:
         raise PanoLoopError(
             f"could not load model {info.source}: {str(exc).splitlines()[0]}",
