@@ -9,7 +9,11 @@ and of one frame's decode (wrapped columns included), over the RSS once the mode
 loaded. Each is printed beside the estimate for the same shape; the ratio
 measured / estimated is what ``UNET_CALIBRATION`` and ``VAE_WORKING`` were fitted to.
 
-Run: ``.venv/bin/python bench/memory.py [--parts unet,vae] [--threads 2]``; a few minutes
+Wan 2.1's VAE (``wanvae``) decodes one chunk of the ring as ``WanBackend.decode_video``
+does: 12 latent frames (4 of warm-up, 8 kept), columns padded with 8 wrapped latent
+columns each side; the peak sets ``WAN_VAE_WORKING``.
+
+Run: ``.venv/bin/python bench/memory.py [--parts unet,vae,wanvae] [--threads 2]``; a few minutes
 on 2 cores (each UNet case about 8 minutes at load 18).
 """
 
@@ -26,11 +30,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine.generate.backends import DECODE_PAD  # noqa: E402
 from engine.generate.memory import (  # noqa: E402
     JobSize,
     ModelShape,
+    WanShape,
     unet_call_bytes,
     vae_decode_bytes,
+    wan_decode_bytes,
 )
 
 SD15 = ModelShape(
@@ -47,6 +54,12 @@ SD15 = ModelShape(
 UNET_CASES = ((2, 32, 32), (2, 48, 48), (4, 48, 48))
 #: Latent (rows, cols) of the frames decoded (before the 2 × 8 wrapped columns).
 VAE_CASES = ((32, 64), (64, 128))
+#: Wan 2.1's VAE (diffusers' defaults: 96 base channels, 8× space, 4× time).
+WAN_VAE = WanShape(width=1536, ffn=8960, patch=(1, 2, 2), vae_base=96, latent_channels=16,
+                   vae_factor=8, time_factor=4, text_tokens=512, text_width=4096,
+                   component_params={})  # fmt: skip
+#: Latent (rows, cols) of the Wan chunks decoded (warm-up + chunk latent frames each).
+WAN_VAE_CASES = ((8, 16),)  # about 15 minutes on 2 loaded cores
 
 
 def read_status() -> dict[str, int]:
@@ -72,6 +85,13 @@ def measure(kind: str, case: list[int]) -> dict:
         sample = torch.randn(2, 4, frames, rows, cols)
         states = torch.randn(2 * frames, 77, 768)
         run = lambda: unet(sample, torch.tensor(500), encoder_hidden_states=states)  # noqa: E731
+    elif kind == "wanvae":
+        from diffusers import AutoencoderKLWan
+
+        vae = AutoencoderKLWan().eval()  # diffusers' defaults are Wan 2.1's VAE
+        frames, rows, cols = case
+        z = torch.randn(1, 16, frames, rows, cols + 2 * DECODE_PAD)
+        run = lambda: vae.decode(z)  # noqa: E731
     else:
         from diffusers import AutoencoderKL
 
@@ -111,8 +131,10 @@ def child(kind: str, case: tuple[int, ...], threads: int) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--parts", default="unet,vae", help="comma-separated: unet, vae")
-    parser.add_argument("--measure", choices=("unet", "vae"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--parts", default="unet,vae,wanvae", help="comma-separated: unet, vae, wanvae"
+    )
+    parser.add_argument("--measure", choices=("unet", "vae", "wanvae"), help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -135,6 +157,13 @@ def main() -> int:
         job = JobSize(cols * 8, rows * 8, 1, 1, (1, 64, 64), True, "float32")
         measured = child("vae", (rows, cols), args.threads)
         estimated = vae_decode_bytes(SD15, job)
+        print(f"   {cols * 8}x{rows * 8} px: {measured / mib:7.0f} MiB / {estimated / mib:7.0f} MiB"
+              f" = {measured / estimated:.2f}")  # fmt: skip
+    print("Wan VAE decode of one chunk with its warm-up (12 latent frames, float32, CPU)")
+    for rows, cols in WAN_VAE_CASES if "wanvae" in parts else ():
+        job = JobSize(cols * 8, rows * 8, 48, 48, (1, rows, cols), False, "float32")
+        measured = child("wanvae", (12, rows, cols), args.threads)
+        estimated = wan_decode_bytes(WAN_VAE, job)
         print(f"   {cols * 8}x{rows * 8} px: {measured / mib:7.0f} MiB / {estimated / mib:7.0f} MiB"
               f" = {measured / estimated:.2f}")  # fmt: skip
     return 0

@@ -104,3 +104,45 @@ def three_cameras_json(tmp_path: Path) -> Path:
         )
     )
     return path
+
+
+# --------------------------------------------------------------------------- tiny models
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors gain nothing from threads, and on a shared 2-core machine torch's
+    spinning workers made each UNet call ~8× slower; restored for other modules.
+    Modules that run tiny models use it with ``pytest.mark.usefixtures``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny random-weight AnimateDiff pipeline saved with ``save_pretrained``, built
+    once per session (tests read it; one that changes files copies it first)."""
+    from tiny_models import build_tiny_animatediff
+
+    return build_tiny_animatediff(tmp_path_factory.mktemp("models") / "tiny-animatediff")
+
+
+@pytest.fixture(scope="session")
+def tiny_wan(tmp_path_factory) -> Path:
+    """A tiny random-weight Wan 2.1 pipeline (``tests/tiny_wan.py``), built once per session."""
+    from tiny_wan import build_tiny_wan
+
+    return build_tiny_wan(tmp_path_factory.mktemp("models") / "tiny-wan")
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_model):
+    """The tiny AnimateDiff loaded through the real loader (4-frame windows, CPU), once per
+    module. Modules of other families define their own ``backend``."""
+    from engine.generate.loading import inspect_model, load_animatediff
+
+    return load_animatediff(inspect_model(str(tiny_model)), window_frames=4, device="cpu")

@@ -309,15 +309,6 @@ def test_loading_a_file_ends_the_job(async_jobs):
     assert case["outputs_after"] == []
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    if not (REPO / "engine" / "generate" / "command.py").is_file():
-        pytest.skip("engine/generate/command.py (the generate subcommand) is not in this build")
-    from tiny_models import build_tiny_animatediff
-
-    return build_tiny_animatediff(tmp_path_factory.mktemp("tiny") / "pipe")
-
-
 def test_generate_world_through_the_worker_with_a_tiny_pipeline(
     built_zip, tmp_path, tiny_model, blender_home
 ):

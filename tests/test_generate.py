@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_models import build_tiny_animatediff
 
 from engine import cli
 from engine.errors import JobCancelled
@@ -26,26 +25,7 @@ SMALL = ["--width", "128", "--height", "64", "--frames", "4", "--window-frames",
 FAST = ["--steps", "2", "--sphere-latitudes", "0", "--sphere-longitudes", "1"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny tensors gain nothing from threads, and on a shared 2-core machine torch's
-    spinning workers made each UNet call ~8× slower; restored for other modules."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_animatediff(tmp_path_factory.mktemp("models") / "tiny-animatediff")
-
-
-@pytest.fixture(scope="module")
-def backend(tiny_model):
-    from engine.generate.loading import inspect_model, load_animatediff
-
-    return load_animatediff(inspect_model(str(tiny_model)), window_frames=4, device="cpu")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def generate(model: Path, out: Path, *extra: str, ctx: JobContext | None = None) -> int:

@@ -21,7 +21,6 @@ from tiny_models import (
     build_hub_like_sd15,
     build_motion_adapter,
     build_sdxl_configs,
-    build_tiny_animatediff,
     lay_out_hub_cache,
 )
 
@@ -89,12 +88,7 @@ CONFIGS = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --------------------------------------------------------------------------- file selection
@@ -311,10 +305,9 @@ BAD = [
 
 
 @pytest.fixture(scope="module")
-def tiny(models) -> Path:
-    folder = build_tiny_animatediff(models / "tiny")
+def tiny(models, tiny_model) -> Path:
     bad = models / "bad" / "tiny"
-    shutil.copytree(folder, bad)
+    shutil.copytree(tiny_model, bad)
     _garbage_weights(bad)
     return bad
 

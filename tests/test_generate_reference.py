@@ -11,12 +11,9 @@ diffusers classes), so this proves the arithmetic, not the pictures.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from tiny_models import build_tiny_animatediff
 
 from engine.progress import JobContext
 
@@ -25,18 +22,7 @@ NEGATIVE = "blurry, low quality"
 FRAMES, HEIGHT, WIDTH, STEPS, GUIDANCE = 4, 64, 128, 3, 7.5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny tensors gain nothing from threads on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_animatediff(tmp_path_factory.mktemp("models") / "tiny-animatediff")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

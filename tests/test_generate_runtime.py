@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_models import build_tiny_animatediff
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
@@ -35,24 +34,7 @@ FAST = ["--steps", "2", "--sphere-latitudes", "0", "--sphere-longitudes", "1"]
 LONG_PROMPT = " ".join(["misty pine forest at dawn with a lake"] * 15)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_animatediff(tmp_path_factory.mktemp("models") / "tiny-animatediff")
-
-
-@pytest.fixture(scope="module")
-def backend(tiny_model):
-    from engine.generate.loading import inspect_model, load_animatediff
-
-    return load_animatediff(inspect_model(str(tiny_model)), window_frames=4, device="cpu")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def fresh_backend(tiny_model):

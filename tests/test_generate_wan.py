@@ -10,6 +10,8 @@ behaviour that needs no trained weights: the causal decoder's temporal wrap.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -17,7 +19,7 @@ from tiny_models import lay_out_hub_cache
 from tiny_wan import build_tiny_wan, save_tiny_lora
 
 from engine import cli
-from engine.errors import JobCancelled
+from engine.errors import BadInput, JobCancelled
 from engine.media import list_frames, read_image, read_manifest
 from engine.progress import JobContext
 
@@ -28,18 +30,7 @@ FAST = ["--window-frames", "8", "--steps", "2", "--sphere-latitudes", "0",
         "--sphere-longitudes", "1", "--device", "cpu"]  # fmt: skip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny tensors gain nothing from threads on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_wan(tmp_path_factory):
-    return build_tiny_wan(tmp_path_factory.mktemp("models") / "tiny-wan")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 #: The commit the tiny Wan is filed under in a test hub cache.
@@ -228,3 +219,62 @@ def test_bad_input_is_refused_before_sampling(
     assert len(err) == 1 and named in err[0], err
     assert not any(s.startswith("denoise") for s in stages)
     assert sorted(tmp_path.rglob("*")) == before
+
+
+# --------------------------------------------------------------------------- memory
+
+#: Parameters of Wan2.1-T2V-1.3B's components (diffusers' classes built on the meta
+#: device from the hub's configs): transformer, Wan VAE, UMT5-XXL encoder.
+WAN_1_3B_PARAMS = {"transformer": 1_418_996_800, "vae": 126_892_531, "text_encoder": 5_680_910_336}
+
+
+def unique_values(module: torch.nn.Module) -> int:
+    """Values a module's saved tensors hold, tied ones (UMT5's shared embedding) once."""
+    tensors = {t.data_ptr(): t.numel() for t in module.state_dict().values()}
+    return sum(tensors.values())
+
+
+def test_wan_shape_comes_from_its_configs_and_weight_headers(tiny_wan, backend):
+    from engine.generate.memory import read_wan_shape
+
+    shape = read_wan_shape(tiny_wan)
+    real = {name: unique_values(getattr(backend.pipe, name)) for name in shape.component_params}
+    assert shape.component_params == real
+    assert (shape.width, shape.ffn, shape.patch) == (24, 32, (1, 2, 2))
+    assert (shape.vae_factor, shape.time_factor, shape.vae_base) == (8, 4, 3)
+
+
+def test_full_size_wan_estimate_at_2k_needs_vae_tiling_on_24_gib_and_more_than_8_gib():
+    """The estimate for Wan2.1-T2V-1.3B at 2048×1024, 84 frames, its 21×60×104 window,
+    bf16 with guidance: weights ≈ 14.7 GB (UMT5-XXL is 5.7 G parameters). Wan's VAE
+    decodes 4 full-resolution frames of 96 channels per latent frame, so untiled at 2K
+    it does not fit 24 GiB and the refusal says to add --vae-tiling; tiled it fits.
+    8 GiB is refused even with offload (the text encoder alone is 11 GB in bf16)."""
+    from engine.generate.memory import JobSize, WanShape, check_fits, estimate
+
+    shape = WanShape(width=1536, ffn=8960, patch=(1, 2, 2), vae_base=96, latent_channels=16,
+                     vae_factor=8, time_factor=4, text_tokens=512, text_width=4096,
+                     component_params=WAN_1_3B_PARAMS)  # fmt: skip
+    job = JobSize(2048, 1024, 84, 84, (21, 60, 104), True, "bfloat16")
+    need = estimate(shape, job)
+    assert 14.0e9 < need.weights < 15.0e9 and need.call_name == "transformer"
+    assert 2 * 2**30 < need.unet_call < 5 * 2**30  # 2 × 32,760 tokens of 27,136 values
+    gib = 2**30
+    with pytest.raises(BadInput, match=r"transformer call .* 24.0 GiB free: add --vae-tiling$"):
+        check_fits(shape, job, "cuda", free=24 * gib, host=64 * gib)
+    check_fits(shape, replace(job, vae_tiling=True), "cuda", free=24 * gib, host=64 * gib)
+    with pytest.raises(BadInput, match="8.0 GiB free: choose a smaller size"):
+        check_fits(shape, job, "cuda", free=8 * gib, host=64 * gib)
+
+
+def test_an_absurd_wan_size_is_refused_by_the_estimate_before_loading(tiny_wan, tmp_path, capsys):
+    """``--width 65536`` on Wan: one line with the numbers, exit 2, nothing written, and
+    no weight loaded (the refusal names the estimate's parts)."""
+    argv = ["--width", "65536", "--height", "32768"]
+    out = tmp_path / "out"
+    code = cli.main(["generate", "--prompt", "pine", "--model", str(tiny_wan), "--out", str(out),
+                     *FAST, "--frames", "12", *argv], ctx=JobContext())  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "65536x32768" in err[0] and "transformer call" in err[0], err
+    assert list(tmp_path.iterdir()) == []

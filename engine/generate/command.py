@@ -222,7 +222,8 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     from ..media import check_output_free
     from .backends import ANIMATEDIFF_FPS, ANIMATEDIFF_WINDOW_FRAMES
     from .cluster import check_ray_arguments
-    from .loading import inspect_model, pick_device, pick_dtype
+    from .loading import WEIGHTED_COMPONENTS, header_params, inspect_model, pick_device, pick_dtype
+    from .memory import read_model_shape
     from .sampler import GenerateRequest, check_request_numbers, check_request_sizes
     from .wan import WAN_MODEL_FPS, WAN_PIPELINE, model_class, parse_lora
 
@@ -298,7 +299,14 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     check_request_sizes(request, info.vae_factor, info.align, window)
     if ray_target is not None:
         return _run_on_ray(args, info, request, ctx, timing, ray_target)
-    vae_tiling = check_memory(args, info, request, timing)
+    adapter = info.adapter.folder if info.adapter is not None else None
+    params = header_params(info.source, WEIGHTED_COMPONENTS, info.variant)
+    if info.adapter is not None:
+        adapter_params = header_params(info.adapter.source, ("",), info.adapter.variant)
+        params["motion_adapter"] = adapter_params[""]
+    shape = read_model_shape(info.folder, adapter, params=params)
+    dtype = pick_dtype(args.dtype, device)
+    vae_tiling = check_memory(args, shape, window, request, timing, dtype)
     # 2. Load, sample, decode, write.
     from .loading import load_animatediff
 
@@ -362,8 +370,17 @@ def _run_wan(
     loras: list,
 ) -> Path:
     """The Wan 2.1 path of :func:`run`: check the pipeline, sizes and LoRAs, then load."""
+    from .loading import header_params, pick_device
+    from .memory import read_wan_shape
     from .sampler import check_request_sizes
-    from .wan import inspect_lora, inspect_wan, load_wan, native_window
+    from .wan import (
+        WAN_WEIGHTED,
+        inspect_lora,
+        inspect_wan,
+        load_wan,
+        native_window,
+        pick_wan_dtype,
+    )
 
     if args.motion_adapter:
         raise BadInput(f"--motion-adapter is for AnimateDiff; {args.model} is a Wan pipeline")
@@ -380,6 +397,9 @@ def _run_wan(
         request, info.vae_factor, info.patch[1], window, time_factor=info.time_factor
     )
     checked = tuple(inspect_lora(spec, info, offline=args.offline) for spec in loras)
+    dtype = pick_wan_dtype(args.dtype, pick_device(args.device))
+    shape = read_wan_shape(info.folder, header_params(info.files, WAN_WEIGHTED, info.variant))
+    vae_tiling = check_memory(args, shape, window, request, timing, dtype)
     with ctx.timed("load"):
         backend = load_wan(
             info,
@@ -389,37 +409,42 @@ def _run_wan(
             loras=checked,
             offline=args.offline,
             cpu_offload=args.cpu_offload,
-            vae_tiling=args.vae_tiling,
+            vae_tiling=vae_tiling,
         )
     return generate_to_folder(backend, request, args.out, ctx, timing=timing, yaw_degrees=args.yaw)
 
 
 def check_memory(
-    args: argparse.Namespace, info: object, request: object, timing: LoopTiming
+    args: argparse.Namespace,
+    shape: object,
+    window: tuple[int, int, int],
+    request: object,
+    timing: LoopTiming,
+    dtype: object,
 ) -> bool:
-    """Estimate the job's peak memory from the model's configs and refuse (BadInput, with
-    the numbers and what to change) one that cannot fit, before any weight loads.
+    """Estimate the job's peak memory from the model's configs and weight headers and
+    refuse (BadInput, with the numbers and what to change) one that cannot fit, before
+    any weight loads. ``window`` is one denoiser call's (latent frames, rows, cols).
 
     Returns whether the VAE decodes in tiles (asked for, or by itself at 4096 px and wider).
     """
-    from .loading import pick_device, pick_dtype
-    from .memory import JobSize, auto_vae_tiling, check_fits, dtype_name, read_model_shape
+    from .loading import pick_device
+    from .memory import JobSize, auto_vae_tiling, check_fits, dtype_name
 
     device = pick_device(args.device)
     vae_tiling = auto_vae_tiling(request.width, args.vae_tiling)
-    adapter = info.adapter.folder if info.adapter is not None else None
     job = JobSize(
         width=request.width,
         height=request.height,
         denoised_frames=timing.denoised_frames,
         output_frames=timing.frames,
-        window=(args.window_frames, info.sample_size, info.sample_size),
+        window=window,
         guidance=request.guidance > 1.0,
-        dtype=dtype_name(pick_dtype(args.dtype, device)),
+        dtype=dtype_name(dtype),
         cpu_offload=args.cpu_offload,
         vae_tiling=vae_tiling,
     )
-    check_fits(read_model_shape(info.folder, adapter), job, device)
+    check_fits(shape, job, device)
     return vae_tiling
 
 

@@ -366,6 +366,14 @@ def parameter_count(shapes: dict[str, tuple[str, tuple[int, ...]]]) -> int:
     return sum(math.prod(shape) for _, shape in shapes.values())
 
 
+def header_params(
+    source: Source, components: tuple[str, ...], variant: str | None
+) -> dict[str, int]:
+    """Parameters per component in ``variant``, from weight headers (0: unknown), so a
+    memory estimate counts a hub model's weights before they are downloaded."""
+    return {name: parameter_count(weight_shapes(source, name, variant)) for name in components}
+
+
 # --------------------------------------------------------------------------- configs
 
 

@@ -58,6 +58,7 @@ from typing import Any
 
 from ..errors import BadInput
 from .backends import DECODE_PAD
+from .wan import DECODE_CHUNK, DECODE_WARMUP
 
 GIB = 1 << 30
 #: Feed-forward working set of a transformer block, in units of its channels × tokens.
@@ -117,10 +118,11 @@ class MemoryEstimate:
     """Peak bytes by part; ``device`` and ``host`` are what the budgets are checked against."""
 
     weights: int
-    unet_call: int
+    unet_call: int  # one denoiser call: a UNet's, or a Wan transformer's
     vae_decode: int
     latents: int
     frames: int
+    call_name: str = "UNet"
 
     @property
     def device(self) -> int:
@@ -132,8 +134,8 @@ class MemoryEstimate:
 
     def parts(self, frames: bool = False) -> str:
         """``weights 2.8, UNet call 1.8 or VAE decode 3.1, latents 0.3 GiB`` (+ frames)."""
-        text = (f"weights {gib(self.weights)}, UNet call {gib(self.unet_call)} or VAE decode "
-                f"{gib(self.vae_decode)}, latents {gib(self.latents)}")  # fmt: skip
+        text = (f"weights {gib(self.weights)}, {self.call_name} call {gib(self.unet_call)} "
+                f"or VAE decode {gib(self.vae_decode)}, latents {gib(self.latents)}")  # fmt: skip
         return text + (f", frames {gib(self.frames)}" if frames else "") + " GiB"
 
 
@@ -144,8 +146,11 @@ def gib(value: float) -> str:
 # --------------------------------------------------------------------------- reading
 
 
-def read_model_shape(folder: Path, adapter_folder: Path | None = None) -> ModelShape:
-    """The shape of a diffusers AnimateDiff/SD folder (and motion adapter), configs only.
+def read_model_shape(
+    folder: Path, adapter_folder: Path | None = None, params: dict[str, int] | None = None
+) -> ModelShape:
+    """The shape of a diffusers AnimateDiff/SD folder (and motion adapter), configs only;
+    ``params`` (per component, e.g. from hub headers) replaces counting the files.
 
     Configs are not trusted: a key that is missing or not what diffusers writes falls
     back to the default of the diffusers class (``UNet2DConditionModel``,
@@ -157,9 +162,11 @@ def read_model_shape(folder: Path, adapter_folder: Path | None = None) -> ModelS
     if not isinstance(down, list):
         down = ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"]
     vae_channels = _ints(vae.get("block_out_channels"), (64,))
-    params = {name: count_params(folder / name) for name in ("unet", "vae", "text_encoder")}
+    counted = {name: count_params(folder / name) for name in ("unet", "vae", "text_encoder")}
     if adapter_folder is not None:
-        params["motion_adapter"] = count_params(adapter_folder)
+        counted["motion_adapter"] = count_params(adapter_folder)
+    # Counts from the chosen variant's headers (a hub model not yet downloaded) win.
+    counted.update({name: n for name, n in (params or {}).items() if n})
     return ModelShape(
         unet_channels=_ints(unet.get("block_out_channels"), (320, 640, 1280, 1280)),
         unet_layers=max(_ints(unet.get("layers_per_block"), (2,))),
@@ -168,7 +175,7 @@ def read_model_shape(folder: Path, adapter_folder: Path | None = None) -> ModelS
         vae_sample_size=max(_ints(vae.get("sample_size"), (512,))),
         latent_channels=max(_ints(vae.get("latent_channels"), (4,))),
         vae_factor=2 ** (len(vae_channels) - 1),
-        component_params=params,
+        component_params=counted,
     )
 
 
@@ -223,8 +230,10 @@ def _file_params(path: Path) -> int:
 # --------------------------------------------------------------------------- estimate
 
 
-def estimate(shape: ModelShape, job: JobSize) -> MemoryEstimate:
+def estimate(shape: ModelShape | WanShape, job: JobSize) -> MemoryEstimate:
     """The peak memory of ``job`` on a model of ``shape`` (see the module docstring)."""
+    if isinstance(shape, WanShape):
+        return wan_estimate(shape, job)
     size = DTYPE_BYTES[job.dtype]
     params = shape.component_params
     if job.cpu_offload:
@@ -299,6 +308,119 @@ def frame_bytes(job: JobSize) -> int:
     if job.output_frames == job.denoised_frames:
         return frame * job.denoised_frames
     return frame * (job.denoised_frames + job.output_frames) + 6 * frame * 4
+
+
+# --------------------------------------------------------------------------- Wan 2.1
+
+#: Tensors of the feed-forward width held per token in a Wan block (its 4·C-ish hidden
+#: layer and GELU output), and of the model width (q, k, v, attention output, norm,
+#: residual). Fitted: the full-size Wan2.1-T2V-1.3B transformer (1536 wide, 8960 ffn)
+#: on one 1 × 60 × 104 latent window without guidance (1,560 tokens) peaked at 164 MiB
+#: over the loaded model in float32 on the CPU; this model gives 170 MiB with the text
+#: states (one size only: a fixed part, if any, is counted as growing).
+WAN_FFN_COPIES, WAN_WIDTH_COPIES = 2, 6
+#: Tensors of the decoder's full-resolution width (``base_dim`` channels × the 4 frames
+#: one latent frame decodes to) held at once while Wan's VAE decodes a latent frame
+#: (ResNet tensors, the causal convolutions' padded inputs and cached frames). Fitted
+#: with ``bench/memory.py --parts wanvae``: the full-size Wan 2.1 VAE decoding 12 latent
+#: frames of 8 × 32 (64 × 256 px, wrapped columns included) peaked at 376 MiB over the
+#: loaded model in float32 on the CPU (one size only: a fixed part, if any, is counted as
+#: growing, so large frames are overestimated rather than under).
+WAN_VAE_WORKING = 14.6
+#: Copies of a decoded chunk held at once (the decoder's concatenated output, its
+#: clamped and scaled copy) in float32, before the frames become 8-bit.
+WAN_CLIP_COPIES = 3
+#: Wan's VAE tile when tiling is on (diffusers' ``tile_sample_min_height/width``).
+WAN_VAE_TILE = 256
+
+
+@dataclass(frozen=True)
+class WanShape:
+    """What the estimate needs from a Wan 2.1 pipeline, from configs and weight headers."""
+
+    width: int  # the transformer's model width (heads × head dim)
+    ffn: int  # its feed-forward width
+    patch: tuple[int, int, int]  # (frames, rows, cols) per token
+    vae_base: int  # the VAE decoder's full-resolution channels
+    latent_channels: int
+    vae_factor: int
+    time_factor: int
+    text_tokens: int  # UMT5 states per prompt
+    text_width: int
+    component_params: dict[str, int]  # transformer, vae, text_encoder
+
+
+def read_wan_shape(folder: Path, params: dict[str, int] | None = None) -> WanShape:
+    """The shape of a diffusers Wan 2.1 folder, configs only (untrusted: a key that is
+    missing or not what diffusers writes falls back to Wan2.1-T2V-1.3B's value).
+    ``params`` (per component, e.g. from hub headers) replaces counting the files."""
+    transformer = _config(folder / "transformer" / "config.json")
+    vae = _config(folder / "vae" / "config.json")
+    heads = max(_ints(transformer.get("num_attention_heads"), (12,)))
+    head_dim = max(_ints(transformer.get("attention_head_dim"), (128,)))
+    patch = _ints(transformer.get("patch_size"), (1, 2, 2))
+    downsample = vae.get("temperal_downsample")
+    if not isinstance(downsample, list):
+        downsample = [False, True, True]
+    counted = {name: count_params(folder / name) for name in ("transformer", "vae", "text_encoder")}
+    counted.update({name: n for name, n in (params or {}).items() if n})
+    return WanShape(
+        width=heads * head_dim,
+        ffn=max(_ints(transformer.get("ffn_dim"), (8960,))),
+        patch=patch if len(patch) == 3 else (1, 2, 2),
+        vae_base=max(_ints(vae.get("base_dim"), (96,))),
+        latent_channels=max(_ints(vae.get("z_dim"), (16,))),
+        vae_factor=2 ** len(downsample),
+        time_factor=2 ** sum(bool(d) for d in downsample),
+        text_tokens=512,
+        text_width=max(_ints(transformer.get("text_dim"), (4096,))),
+        component_params=counted,
+    )
+
+
+def wan_estimate(shape: WanShape, job: JobSize) -> MemoryEstimate:
+    """The peak memory of ``job`` on a Wan pipeline (the VAE stays in float32)."""
+    size = DTYPE_BYTES[job.dtype]
+    params = shape.component_params
+    sizes = {"transformer": size, "text_encoder": size, "vae": 4}
+    parts = {name: params.get(name, 0) * sizes[name] for name in sizes}
+    weights = max(parts.values()) if job.cpu_offload else sum(parts.values())
+    latent_frames = max(1, job.denoised_frames // shape.time_factor)
+    f = shape.vae_factor
+    latents = shape.latent_channels * latent_frames * (job.height // f) * (job.width // f)
+    return MemoryEstimate(
+        weights=weights,
+        unet_call=wan_call_bytes(shape, job),
+        vae_decode=wan_decode_bytes(shape, job),
+        latents=int(latents * 4 * (1 + LATENT_COPIES)),
+        frames=frame_bytes(job),
+        call_name="transformer",
+    )
+
+
+def wan_call_bytes(shape: WanShape, job: JobSize) -> int:
+    """Peak activations of one Wan transformer call on one window (bytes)."""
+    frames, rows, cols = job.window
+    pf, ph, pw = shape.patch
+    tokens = -(-frames // pf) * (rows // ph) * (cols // pw)
+    batch = 2 if job.guidance else 1
+    per_token = WAN_FFN_COPIES * shape.ffn + WAN_WIDTH_COPIES * shape.width
+    text = batch * shape.text_tokens * shape.text_width
+    return int((batch * tokens * per_token + text) * DTYPE_BYTES[job.dtype])
+
+
+def wan_decode_bytes(shape: WanShape, job: JobSize) -> int:
+    """Peak of decoding one chunk of the ring with wrapped temporal context (bytes,
+    float32): the decoder's working set on one latent frame, plus the decoded chunk."""
+    pad = DECODE_PAD * shape.vae_factor
+    rows, cols = job.height, job.width + 2 * pad
+    if job.vae_tiling:
+        rows, cols = min(rows, WAN_VAE_TILE), min(cols, WAN_VAE_TILE)
+    working = WAN_VAE_WORKING * shape.vae_base * shape.time_factor * rows * cols
+    chunk = DECODE_WARMUP + DECODE_CHUNK
+    clip_frames = 1 + shape.time_factor * (chunk - 1)
+    clip = WAN_CLIP_COPIES * 3 * clip_frames * job.height * (job.width + 2 * pad)
+    return int((working + clip) * 4)
 
 
 # --------------------------------------------------------------------------- budgets
