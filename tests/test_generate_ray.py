@@ -189,6 +189,7 @@ def worker_pids() -> list[int]:
     return [ray.get(h.ready.remote())["pid"] for h in handles]
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_job_is_restarted_and_the_frames_do_not_change(
     local_cluster, tiny_model, in_process, tmp_path
 ):
