@@ -24,6 +24,7 @@ pixels whichever machine or thread count renders them.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -229,10 +230,12 @@ def extension_copy(folder: Path) -> Path:
     """What a background Blender imports of the extension, as one folder: on a worker
     Ray unpacks ``engine`` and ``blender_addon`` into separate places, but
     ``background.py`` finds both beside itself (``blender_addon`` and the contract)."""
-    import blender_addon  # shipped with the job (py_modules); imports only the contract
-
+    # Shipped with the job (Ray's py_modules); found, not imported (it is Blender's side).
+    found = importlib.util.find_spec("blender_addon")
+    if found is None or not found.submodule_search_locations:
+        raise PanoLoopError("this worker has no blender_addon package (shipped with the job)")
     shutil.copytree(
-        Path(blender_addon.__file__).parent,
+        Path(found.submodule_search_locations[0]),
         folder / "blender_addon",
         ignore=shutil.ignore_patterns("__pycache__"),
     )
