@@ -381,8 +381,9 @@ def render_on_cluster(
             job = {"blender_version": version, "threads": cpus}
             resources = {rel: Path(path).read_bytes() for rel, path in resource_paths.items()}
             _remove_tree(scratch)
-            manifest = run_tasks(ray, tasks, blend_bytes, resources, job, blender, cpus,
-                                 staging, ctx)  # fmt: skip
+            with ctx.timed("tasks"):
+                manifest = run_tasks(ray, tasks, blend_bytes, resources, job, blender, cpus,
+                                     staging, ctx)  # fmt: skip
         contract.write_manifest(staging, manifest)
     return out
 
