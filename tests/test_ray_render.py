@@ -325,3 +325,83 @@ def test_without_ray_the_command_says_how_to_install_it(scene: Path, tmp_path: P
     (line,) = done.stderr.strip().splitlines()
     assert "Ray is not installed" in line and "pip install 'panoloop-engine[cluster]'" in line
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+OPERATOR_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    import bpy
+
+    config = json.loads(sys.argv[1])
+    tmp = Path(config["tmp"])
+    seen = {}
+    seen["install"] = sorted(bpy.ops.extensions.package_install_files(
+        filepath=config["zip"], repo="user_default", enable_on_install=True))
+    prefs = bpy.context.preferences.addons["bl_ext.user_default.panoloop"].preferences
+    prefs.engine_python = sys.executable
+    prefs.output_dir = str(tmp / "outputs")
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 4
+    scene.cycles.use_denoising = False
+    scene.render.resolution_x, scene.render.resolution_y = 32, 24
+    seen["apply"] = sorted(bpy.ops.panoloop.apply_world(directory=config["loop"]))
+    scene.world.cycles.sampling_method = "NONE"
+    scene.frame_start, scene.frame_end = 1, 4
+    seen["plain"] = sorted(bpy.ops.panoloop.render_multicam())
+    prefs.render_cluster = "local"
+    prefs.render_cluster_cpus = 1
+    seen["cluster"] = sorted(bpy.ops.panoloop.render_multicam())
+    # The UI's way: one runner job whose processes are render-cluster, then the engine.
+    runner = sys.modules["bl_ext.user_default.panoloop.blender_addon.runner"]
+    seen["async"] = sorted(bpy.ops.panoloop.render_multicam(run_mode="ASYNC"))
+    job = runner.current()
+    runner.wait(job, timeout=400)
+    seen["async_state"] = [job.state, job.message]
+    (tmp / "seen.json").write_text(json.dumps(seen))
+    """
+)
+
+
+@pytest.mark.slow
+def test_render_all_cameras_with_render_cluster_local_gives_the_same_frames(
+    scene: Path, tmp_path: Path
+) -> None:
+    """The built extension in the bpy module: *Render All Cameras* with Render Cluster
+    ``local`` (the engine's Python starts Ray, 2 CPUs, 1 per task) writes the same camera
+    frames, pixel for pixel, as without it, and the same multicam folder layout — run in
+    place (background mode) and as the UI's runner job."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("bpy")
+    tools = sorted(Path(spec.origin).parent.glob("*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
+    if not tools:
+        pytest.skip("bpy ships no blender_ext.py extension tool")
+    build = [sys.executable, str(tools[-1]), "build", "--source-dir", str(REPO)]
+    done = subprocess.run([*build, "--output-dir", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (zip_path,) = tmp_path.glob("panoloop-*.zip")
+    (tmp_path / "home").mkdir()
+    (tmp_path / "outputs").mkdir()
+    script = tmp_path / "operators.py"
+    script.write_text(OPERATOR_SCRIPT)
+    config = {"zip": str(zip_path), "tmp": str(tmp_path), "loop": str(scene / "loop")}
+    env = dict(os.environ, HOME=str(tmp_path / "home"), PYTHONPATH="")
+    done = subprocess.run([sys.executable, str(script), json.dumps(config)], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=600,
+                          stdin=subprocess.DEVNULL)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    state = seen.pop("async_state")
+    assert state[0] == "DONE", state
+    assert all(v == ["FINISHED"] for v in seen.values()), seen
+    plain, *clustered = sorted((tmp_path / "outputs").iterdir())  # in the order they ran
+    assert len(clustered) == 2
+    names = sorted(p.relative_to(plain) for p in plain.rglob("*") if "renders" not in p.parts)
+    for cluster in clustered:  # in place (background mode), then the UI's runner job
+        assert assert_same_frames(plain / "renders", cluster / "renders") == 4
+        assert names == sorted(
+            p.relative_to(cluster) for p in cluster.rglob("*") if "renders" not in p.parts
+        )
+    assert leftovers(tmp_path / "outputs") == []

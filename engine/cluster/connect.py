@@ -25,6 +25,8 @@ LOCAL = "local"
 DEFAULT_PORT, DEFAULT_CLIENT_PORT = 6379, 10001
 #: Seconds an address may take to accept a TCP connection before it is refused.
 REACH_TIMEOUT_S = 3.0
+#: Tries to start a local cluster (its node may miss Ray's 30 s start-up limit when busy).
+LOCAL_START_ATTEMPTS = 2
 #: Where Ray comes from, said whenever it is missing.
 RAY_INSTALL_FIX = (
     "install the cluster extra in the engine's Python: pip install 'panoloop-engine[cluster]' "
@@ -118,19 +120,33 @@ def connected(
     else:
         check_reachable(address)
         options["address"] = address.text
-    try:
-        ray.init(**options)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = "start Ray on this machine" if address.local else f"join {address.text}"
-        raise PanoLoopError(
-            f"could not {where}: {str(exc).splitlines()[0] if str(exc) else exc!r}",
-            "check 'ray status --address ADDRESS' on the head node; a cluster with token "
-            "authentication needs its token here too (~/.ray/auth_token)",
-        ) from None
+    _init(ray, options, address)
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _init(ray: Any, options: dict[str, Any], address: ClusterAddress) -> None:
+    """``ray.init``; a local start that times out (Ray gives its node 30 s, which a busy
+    machine can miss) is tried once more; any failure becomes one line naming where."""
+    attempts = LOCAL_START_ATTEMPTS if address.local else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(**options)
+            return
+        except Exception as exc:  # Ray raises a bare Exception when its node misses start-up
+            ray.shutdown()
+            if attempt < attempts:
+                continue
+            where = "start Ray on this machine" if address.local else f"join {address.text}"
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise PanoLoopError(
+                f"could not {where}: {first}",
+                "a local cluster needs a machine that is not overloaded; for an address, "
+                "check 'ray status --address ADDRESS' on the head node (a cluster with token "
+                "authentication needs its token here too, ~/.ray/auth_token)",
+            ) from None
 
 
 def largest_node_cpus(ray: Any) -> int:
