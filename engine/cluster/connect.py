@@ -112,6 +112,11 @@ def connected(
     ray = import_ray()
     # No usage reports from a render farm: the engine never calls home.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # The add-on points the engine's bytecode cache at an empty folder of its own; Ray's
+    # processes would then compile all of Ray again on start-up, which on a busy machine
+    # outlasts Ray's 30 s limit for a local node. They use the installed bytecode instead
+    # (the job's own modules are unpacked by Ray in its session folder, not the extension).
+    os.environ.pop("PYTHONPYCACHEPREFIX", None)
     options: dict[str, Any] = {"runtime_env": runtime_env, "log_to_driver": False}
     options["logging_level"] = "WARNING"
     if address.local:
