@@ -408,6 +408,21 @@ def test_animate_views_export_and_device_run_without_torch(base_only_site, tmp_p
     assert re.search(r"diffusers", " ".join(device["missing"]))
 
 
+def test_animate_prior_diffusion_without_torch_says_how_to_install(base_only_site, tmp_path):
+    """An Animate Only setup asked for the diffusion prior: one line naming what is missing
+    and how to get it, exit 2, nothing written (the procedural prior needs none of it)."""
+    cv2.imwrite(str(tmp_path / "still.png"), np.zeros((64, 128, 3), np.uint8))
+    result = run_base_only(
+        base_only_site, "-m", "engine", "animate", str(tmp_path / "still.png"),
+        "--out", str(tmp_path / "loop"), "--prior", "diffusion", "--model", "some/model",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.strip()
+    assert "\n" not in line and line.startswith("error: --prior diffusion needs torch"), line
+    assert "Set Up Engine" in line and "[generate]" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["still.png"]
+
+
 def camera(width: int, height: int) -> dict:
     """A Blender camera at the origin looking along +X (the panorama's centre)."""
     return {
