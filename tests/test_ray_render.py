@@ -351,10 +351,11 @@ OPERATOR_SCRIPT = textwrap.dedent(
     scene.world.cycles.sampling_method = "NONE"
     scene.frame_start, scene.frame_end = 1, 4
     seen["plain"] = sorted(bpy.ops.panoloop.render_multicam())
-    prefs.render_cluster = "local"
+    prefs.render_cluster = config["head"]  # joining a running cluster, in place
     prefs.render_cluster_cpus = 1
     seen["cluster"] = sorted(bpy.ops.panoloop.render_multicam())
-    # The UI's way: one runner job whose processes are render-cluster, then the engine.
+    # The UI's way (one runner job: render-cluster, then the engine) on a local cluster.
+    prefs.render_cluster = "local"
     runner = sys.modules["bl_ext.user_default.panoloop.blender_addon.runner"]
     seen["async"] = sorted(bpy.ops.panoloop.render_multicam(run_mode="ASYNC"))
     job = runner.current()
@@ -366,13 +367,14 @@ OPERATOR_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_render_all_cameras_with_render_cluster_local_gives_the_same_frames(
-    scene: Path, tmp_path: Path
+def test_render_all_cameras_on_a_render_cluster_gives_the_same_frames(
+    scene: Path, ray_head: str, tmp_path: Path
 ) -> None:
     """The built extension in the bpy module: *Render All Cameras* with Render Cluster
-    ``local`` (the engine's Python starts Ray, 2 CPUs, 1 per task) writes the same camera
-    frames, pixel for pixel, as without it, and the same multicam folder layout — run in
-    place (background mode) and as the UI's runner job."""
+    set to the running head's address (run in place, background mode) and to ``local``
+    (the engine's Python starts Ray with this machine's CPUs; as the UI's runner job),
+    1 CPU per task, writes the same camera frames, pixel for pixel, as without it, and
+    the same multicam folder layout."""
     import importlib.util
 
     spec = importlib.util.find_spec("bpy")
@@ -388,7 +390,8 @@ def test_render_all_cameras_with_render_cluster_local_gives_the_same_frames(
     script = tmp_path / "operators.py"
     script.write_text(OPERATOR_SCRIPT)
     config = {"zip": str(zip_path), "tmp": str(tmp_path), "loop": str(scene / "loop")}
-    env = dict(os.environ, HOME=str(tmp_path / "home"), PYTHONPATH="")
+    config["head"] = ray_head
+    env = dict(ray_env(), HOME=str(tmp_path / "home"), PYTHONPATH="")
     done = subprocess.run([sys.executable, str(script), json.dumps(config)], capture_output=True,
                           text=True, env=env, cwd=tmp_path, timeout=600,
                           stdin=subprocess.DEVNULL)  # fmt: skip
