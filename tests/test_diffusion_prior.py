@@ -248,3 +248,21 @@ def test_bad_diffusion_prior_input_is_refused_before_loading(
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("error: ") and named in err[-1], err
     assert set(tmp_path.iterdir()) == before
+
+
+def test_a_truncated_plan_keeps_the_coarse_pass_only_before_the_refine_starts():
+    """Behaviour of the plan (no model): strength 1 keeps the plan as it is; a start before
+    the refine pass cuts the coarse stages at it; a start inside the refine pass leaves the
+    coarse pass out, so the still's full-size latent is what the refine steps denoise."""
+    from engine.generate import schedule as sch
+
+    plan = sch.plan_stages(25, (32, 64), sch.WindowGrid((4, 8, 8), 1))
+    assert [(s.name, s.scale, s.start) for s in plan][:1] == [("sphere", 2, 0)]
+    refine = next(s for s in plan if s.scale == 1).start
+    assert sch.stages_from(plan, 0) == plan
+    early = sch.stages_from(plan, refine - 2)
+    assert early[0].scale == 2 and early[0].start == refine - 2
+    assert [s.start for s in early if s.scale == 1][0] == refine
+    late = sch.stages_from(plan, refine + 3)
+    assert all(s.scale == 1 for s in late) and late[0].start == refine + 3
+    assert late[-1].stop == 25
