@@ -298,7 +298,7 @@ def _sample(coef, x, y, out3):
     out3[2] = b0
 
 
-@njit(**_FAST)
+@njit(inline="always", **_FAST)
 def _bilinear3(image, x, y, out3):
     """Bilinear ``image`` (padded, (H, W, 3)) at padded (x, y)."""
     ix = _floor(x)
@@ -311,7 +311,7 @@ def _bilinear3(image, x, y, out3):
         out3[c] = top + fy * (bottom - top)
 
 
-@njit(**_FAST)
+@njit(inline="always", **_FAST)
 def _gain(gains, x, y):
     """The detail gain at a sample position: the table over both axes' distance from the
     pixel grid (0 = on a pixel, 1 = half-way), interpolated bilinearly."""
@@ -331,7 +331,7 @@ def _gain(gains, x, y):
     return top + ay * (bottom - top)
 
 
-@njit(**_FAST)
+@njit(inline="always", **_FAST)
 def _sharp_sample(coef, base, near_low, near_high, gains, x, y, out3, base3):
     """One moving sample: the B-spline value (its overshoot limited to :data:`OVERSHOOT`
     times the 3×3 neighbours' range), with the detail it lost between pixels given back
