@@ -7,6 +7,13 @@ on the same frames and the same cameras, measured in the same run. Disk I/O is l
 of both; map building is timed separately (it is paid once per camera, not per frame).
 
     .venv/bin/python bench/multicam.py [--frames 16] [--width 2048]
+
+``--parts ray`` measures instead the Cycles renders of ``render-cluster`` on a local Ray
+cluster of 2 CPUs against 1 CPU (one CPU = one Cycles thread per task, the same tasks
+in both), in one run, on a small scene built here with the bpy module; the cluster's
+start-up and the packing are left out (the ``tasks`` time of each run).
+
+    .venv/bin/python bench/multicam.py --parts ray [--frames 8] [--size 160 120] [--samples 16]
 """
 
 from __future__ import annotations
@@ -48,11 +55,81 @@ def camera(name: str, yaw_deg: float, pitch_deg: float) -> BlenderCamera:
     )  # fmt: skip
 
 
+SCENE_SCRIPT = """
+import math, sys
+from pathlib import Path
+import bpy
+out, frames, size, samples = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:5], int(sys.argv[5])
+bpy.ops.wm.read_factory_settings()  # the default cube, light and camera
+scene = bpy.context.scene
+scene.render.engine = "CYCLES"
+scene.cycles.device = "CPU"
+scene.cycles.samples = samples
+scene.cycles.use_denoising = False
+scene.render.resolution_x, scene.render.resolution_y = map(int, size)
+scene.render.resolution_percentage = 100
+scene.frame_start, scene.frame_end = 1, frames
+cube = scene.objects["Cube"]
+cube.rotation_euler = (0, 0, 0)
+cube.keyframe_insert("rotation_euler", frame=1)
+cube.rotation_euler = (0, 0, math.radians(90))
+cube.keyframe_insert("rotation_euler", frame=frames)
+data = bpy.data.cameras.new("Side")
+side = bpy.data.objects.new("Side", data)
+side.location, side.rotation_euler = (0, -8, 1), (math.radians(85), 0, 0)
+scene.collection.objects.link(side)
+bpy.ops.wm.save_as_mainfile(filepath=str(out / "scene.blend"))
+"""
+
+
+def bench_ray(args: argparse.Namespace) -> None:
+    """Cycles renders through ``render-cluster``: a local cluster of 2 CPUs vs 1 CPU."""
+    import subprocess
+    import tempfile
+
+    from engine.cluster.connect import parse_cluster
+    from engine.cluster.renders import render_on_cluster
+    from engine.progress import JobContext
+
+    with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
+        root = Path(tmp)
+        (root / "scene.py").write_text(SCENE_SCRIPT)
+        size = [str(v) for v in args.size]
+        subprocess.run([sys.executable, str(root / "scene.py"), str(root), str(args.frames),
+                        *size, str(args.samples)], check=True, capture_output=True)  # fmt: skip
+        spec = {"scene": "Scene", "kind": "cameras", "cameras": ["Camera", "Side"],
+                "frame_range": [1, args.frames]}  # fmt: skip
+        seconds = {}
+        for cpus in (1, 2):
+            ctx = JobContext()
+            start = time.perf_counter()
+            render_on_cluster(
+                blend=root / "scene.blend", spec=spec, out=root / f"renders-{cpus}",
+                address=parse_cluster("local"), blender={"python": sys.executable},
+                cpus_per_task=1, frames_per_task=args.frames // 2, local_cpus=cpus, ctx=ctx,
+            )  # fmt: skip
+            seconds[cpus] = ctx.timings["tasks"]
+            whole = time.perf_counter() - start
+            print(f"local cluster, {cpus} CPU: tasks {seconds[cpus]:.1f} s (job {whole:.1f} s)")
+    camera_frames = 2 * args.frames
+    print(f"{camera_frames} camera-frames {args.size[0]}x{args.size[1]}, {args.samples} samples, "
+          f"4 tasks of {args.frames // 2} frames, 1 Cycles thread per task")  # fmt: skip
+    print(f"ratio 2 workers / 1 worker (speed-up): {seconds[1] / seconds[2]:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--parts", choices=("reproject", "ray"), default="reproject")
+    parser.add_argument("--frames", type=int, default=None)
     parser.add_argument("--width", type=int, default=2048)
+    parser.add_argument("--size", type=int, nargs=2, default=(160, 120))
+    parser.add_argument("--samples", type=int, default=16)
     args = parser.parse_args()
+    if args.parts == "ray":
+        args.frames = args.frames or 8
+        bench_ray(args)
+        return
+    args.frames = args.frames or 16
     import py360convert
 
     rng = np.random.default_rng(0)

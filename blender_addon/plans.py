@@ -11,6 +11,12 @@ to run the same plan:
   for the renders (``background.py`` on a saved copy of the file) and the engine
   worker, one after the other, with one progress display and one Cancel.
 
+With a *Render Cluster* (the ``render_cluster`` preference: ``local`` or a Ray
+cluster's address) every render step runs instead as ``python -m engine render-cluster``
+in the engine's Python (the Ray driver, out of Blender's process), both ways: it packs
+the saved copy, splits the step into tasks of one camera × a frame range and writes the
+same folder the single-machine render writes.
+
 Intermediate files live in a hidden ``.OUT.partial-…`` sibling of the output, which
 the runner removes on failure or cancel and the plan removes when it succeeds.
 """
@@ -22,6 +28,7 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +71,10 @@ class Plan:
     steps: list[RenderStep | EngineStep] = field(default_factory=list)
     #: Main-thread bookkeeping once ``output`` is in place (e.g. remember the package).
     finished: Callable[[Path], None] | None = None
+    #: Where the render steps run: "" = this machine, else ``render-cluster --cluster``.
+    cluster: str = ""
+    #: CPUs (Cycles threads) per cluster task; 0 = the driver's choice.
+    cluster_cpus: int = 0
 
 
 # --------------------------------------------------------------------------- inputs
@@ -78,6 +89,14 @@ def panorama_of(scene: Any) -> Path:
             "generate or animate a loop first (or Apply an output folder to the World)",
         )
     return folder
+
+
+def render_cluster() -> tuple[str, int]:
+    """The Render Cluster preference and its CPUs per task ("" = render on this machine)."""
+    if not engine_env.registered():
+        return "", 0
+    prefs = engine_env.preferences()
+    return prefs.render_cluster.strip(), int(prefs.render_cluster_cpus)
 
 
 def world_yaw_degrees(scene: Any) -> float:
@@ -141,11 +160,13 @@ def multicam_plan(
     panorama: Path | None = None,
     cameras: list[Any] | None = None,
     yaw_degrees: float | None = None,
+    cluster: str | None = None,
 ) -> Plan:
     """Render every camera of the scope over the loop, then ``engine multicam`` on them.
 
     ``panorama``, ``cameras`` and ``yaw_degrees`` default to the scene's PanoLoop
-    settings (the loop on the World, the camera scope, the World's rotation).
+    settings (the loop on the World, the camera scope, the World's rotation); ``cluster``
+    to the Render Cluster preference ("" renders here).
     """
     panorama = Path(panorama) if panorama is not None else panorama_of(scene)
     if cameras is None:
@@ -176,7 +197,13 @@ def multicam_plan(
         work=work,
         prepare=[write_cameras],
         steps=[RenderStep({**spec, "out": str(renders)}), EngineStep("multicam", argv)],
+        **_cluster_fields(cluster),
     )
+
+
+def _cluster_fields(cluster: str | None) -> dict[str, Any]:
+    setting, cpus = render_cluster()
+    return {"cluster": setting if cluster is None else cluster.strip(), "cluster_cpus": cpus}
 
 
 def vr_export_plan(
@@ -189,13 +216,15 @@ def vr_export_plan(
     stereo_360_width: int = 0,
     panorama: Path | None = None,
     yaw_degrees: float | None = None,
+    cluster: str | None = None,
 ) -> Plan:
     """The glTF, optional Cycles 360° renders, then ``engine vr-package`` writes it all.
 
     ``viewpoint`` (Blender world coordinates; default: the active camera's position,
     else the origin) is where the 360° renders are taken and a WebXR visitor stands.
     The 360° renders span the scene's frame range, which must be one loop long.
-    ``panorama`` and ``yaw_degrees`` default to the World's loop and rotation.
+    ``panorama`` and ``yaw_degrees`` default to the World's loop and rotation, ``cluster``
+    (where the 360° renders run) to the Render Cluster preference.
     """
     panorama = Path(panorama) if panorama is not None else panorama_of(scene)
     yaw = world_yaw_degrees(scene) if yaw_degrees is None else float(yaw_degrees)
@@ -244,6 +273,7 @@ def vr_export_plan(
         prepare=[lambda: export_gltf(scene, glb)],
         steps=[*steps, EngineStep("vr-package", argv)],
         finished=remember,
+        **_cluster_fields(cluster),
     )
 
 
@@ -258,11 +288,15 @@ def run_in_place(plan: Plan, *, progress: Progress | None = None) -> Path:
         for prepare in plan.prepare:
             prepare()
         scene = bpy.data.scenes[plan.scene]
-        for step in plan.steps:
-            if isinstance(step, RenderStep):
+        for index, step in enumerate(plan.steps):
+            if isinstance(step, RenderStep) and not plan.cluster:
                 render.render_spec(scene, step.spec, progress=progress or _no_progress)
                 continue
-            job = engine_job(plan, step, job_dir=plan.work)
+            if isinstance(step, RenderStep):  # the runner removes its job folder when done
+                job_dir = Path(tempfile.mkdtemp(prefix="cluster-", dir=engine_env.jobs_root()))
+                job = engine_job(plan, cluster_step(plan, step, index), job_dir=job_dir)
+            else:
+                job = engine_job(plan, step, job_dir=plan.work)
             runner.start(job, blocking=True)
             if job.state == "CANCELLED":
                 raise contract.JobCancelled(job.message)
@@ -282,9 +316,9 @@ def _no_progress(stage: str, step: int, total: int) -> None:
 # --------------------------------------------------------------------------- the runner
 
 
-def engine_job(plan: Plan, step: EngineStep, *, job_dir: Path) -> Job:
+def engine_job(plan: Plan, step: EngineStep, *, job_dir: Path, name: str = "") -> Job:
     """A runner job for one engine step (the worker, offline: it loads no model)."""
-    job_file = job_dir / f"{step.command}.json"
+    job_file = job_dir / f"{name or step.command}.json"
     job_file.write_text(json.dumps({"command": step.command, "argv": step.argv}), "utf-8")
     python = engine_env.checked_engine_python()
     return Job(
@@ -298,8 +332,6 @@ def engine_job(plan: Plan, step: EngineStep, *, job_dir: Path) -> Job:
 
 def runner_job(plan: Plan) -> Job:
     """The UI's way: one runner job running the plan's processes one after the other."""
-    import tempfile
-
     try:
         for prepare in plan.prepare:
             prepare()
@@ -324,14 +356,39 @@ def _process(plan: Plan, step: RenderStep | EngineStep, index: int) -> tuple[lis
     if isinstance(step, EngineStep):
         job = engine_job(plan, step, job_dir=plan.work)
         return job.command, job.env
+    if plan.cluster:
+        job = engine_job(plan, cluster_step(plan, step, index), job_dir=plan.work,
+                         name=f"render-cluster-{index}")  # fmt: skip
+        return job.command, job.env
     return _background_blender(plan, step, index)
+
+
+def saved_copy(plan: Plan) -> Path:
+    """The scene as it is now, saved once into the plan's work folder (paths relative)."""
+    blend = plan.work / "scene.blend"
+    if not blend.is_file():
+        bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True, relative_remap=True)
+    return blend
+
+
+def cluster_step(plan: Plan, step: RenderStep, index: int) -> EngineStep:
+    """A render step as ``engine render-cluster``: the saved copy, the step's spec, the
+    cluster, and how the tasks start this very Blender (binary, or the bpy module's Python)."""
+    spec_file = plan.work / f"render-{index}-spec.json"
+    spec = {k: v for k, v in step.spec.items() if k != "out"} | {"scene": plan.scene}
+    spec_file.write_text(json.dumps(spec), encoding="utf-8")
+    if bpy.app.binary_path:
+        blender = ["--blender", bpy.app.binary_path]
+    else:
+        blender = ["--blender-python", sys.executable]
+    argv = [str(saved_copy(plan)), "--spec", str(spec_file), "--out", step.spec["out"]]
+    argv += ["--cluster", plan.cluster, *blender, "--cpus-per-task", str(plan.cluster_cpus)]
+    return EngineStep("render-cluster", argv)
 
 
 def _background_blender(plan: Plan, step: RenderStep, index: int) -> tuple[list[str], dict]:
     """``blender -b COPY.blend --python background.py -- JOB.json`` for a render step."""
-    blend = plan.work / "scene.blend"
-    if not blend.is_file():
-        bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True, relative_remap=True)
+    blend = saved_copy(plan)
     job_file = plan.work / f"render-{index}.json"
     job = {**step.spec, "scene": plan.scene, "blend": str(blend)}
     job_file.write_text(json.dumps(job), encoding="utf-8")

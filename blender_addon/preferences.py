@@ -51,6 +51,26 @@ class PanoLoopPreferences(bpy.types.AddonPreferences):
         ),
         default="FULL",
     )
+    engine_cluster: BoolProperty(
+        name="Cluster (Ray)",
+        description="Set Up Engine also installs Ray (the engine's cluster extra), which "
+        "a Render Cluster needs",
+        default=False,
+    )
+    render_cluster: StringProperty(
+        name="Render Cluster",
+        description="Where Render All Cameras and the 360° renders of Export VR run: empty = "
+        "this machine; 'local' = a Ray cluster on this machine's CPUs; HOST:PORT = the Ray "
+        "cluster whose head runs there (ray start --head). Needs Ray in the engine",
+    )
+    render_cluster_cpus: IntProperty(
+        name="CPUs per Render",
+        description="CPUs (Cycles threads) each render task of the cluster gets; 0 = half "
+        "of the largest node's",
+        default=0,
+        min=0,
+        max=4096,
+    )
     model: StringProperty(
         name="Model",
         description="Video model for prompts: a Hugging Face hub id or a local folder "
@@ -127,6 +147,7 @@ class PanoLoopPreferences(bpy.types.AddonPreferences):
         col.prop(self, "engine_python")
         col.label(text=f"Using: {engine_env.engine_python()}", icon="INFO")
         col.prop(self, "engine_setup")
+        col.prop(self, "engine_cluster")
         row = col.row()
         row.enabled = not runner.is_busy()
         row.operator(PANOLOOP_OT_setup_engine.bl_idname, icon="CONSOLE")
@@ -144,6 +165,11 @@ class PanoLoopPreferences(bpy.types.AddonPreferences):
         col.prop(self, "vae_tiling")
         col.prop(self, "window_frames")
         col.prop(self, "schedule")
+        col = layout.column(heading="Render")
+        col.prop(self, "render_cluster")
+        sub = col.row()
+        sub.enabled = bool(self.render_cluster.strip())
+        sub.prop(self, "render_cluster_cpus")
         layout.prop(self, "output_dir")
 
 
@@ -228,7 +254,9 @@ def setup_engine_job() -> runner.Job:
     job_dir = Path(tempfile.mkdtemp(prefix="setup-", dir=engine_env.jobs_root()))
     script = Path(__file__).with_name("setup_engine.py")
     env = engine_env.worker_environment(online=True)
-    mode = "animate" if engine_env.preferences().engine_setup == "ANIMATE" else "full"
+    prefs = engine_env.preferences()
+    mode = "animate" if prefs.engine_setup == "ANIMATE" else "full"
+    cluster = ["--cluster"] if prefs.engine_cluster else []
     return runner.Job(
         label=SETUP_LABEL,
         command=[
@@ -240,6 +268,7 @@ def setup_engine_job() -> runner.Job:
             str(pyproject),
             "--mode",
             mode,
+            *cluster,
             "--record",
             str(engine_env.engine_check_path()),
         ],  # fmt: skip

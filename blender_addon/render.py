@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,16 @@ def _render_frame(scene: Any, frame: int, path_stem: Path) -> None:
         raise contract.PanoLoopError(f"Blender did not write {path_stem}.png")
 
 
+def _part_of(part: tuple[int, int] | None, start: int, end: int) -> tuple[int, int]:
+    """The frames to render: ``part`` (inclusive) when given, refused outside the range."""
+    if part is None:
+        return start, end
+    first, last = (int(v) for v in part)
+    if not start <= first <= last <= end:
+        raise BadInput(f"frames {first}-{last} are not within the frame range {start}-{end}")
+    return first, last
+
+
 def _scene_fps(scene: Any) -> float:
     return scene.render.fps / scene.render.fps_base
 
@@ -144,29 +154,38 @@ def render_cameras(
     progress: Progress = _no_progress,
     cancelled: Cancelled = _never,
     loop_frames: int | None = None,
+    part: tuple[int, int] | None = None,
+    only: Collection[str] | None = None,
 ) -> Path:
     """Render ``scene`` through every camera for ``frame_range`` (inclusive) into ``out_dir``.
 
     ``out_dir/<camera>/frame_NNNNNN.png`` where N = frame − start (loop frame N), the
     same numbers for every camera, plus ``manifest.json``. ``loop_frames`` (default: the
-    World's PanoLoop loop) must equal the range's length. Returns ``out_dir``.
+    World's PanoLoop loop) must equal the range's length. ``part`` (Blender frames,
+    inclusive, within the range) and ``only`` (camera names) render only those frames of
+    those cameras, with the same numbers, folders and manifest as the whole render: one
+    task of a render split over a cluster. Returns ``out_dir``.
     """
     start, end = (int(v) for v in frame_range)
     cameras = check_cameras(list(camera_objects))
     contract.check_frame_range(
         start, end, loop_frames if loop_frames is not None else loop_length(scene)
     )
+    first, last = _part_of(part, start, end)
     out_dir = Path(out_dir)
     folders = contract.safe_names(cam.name for cam in cameras)
-    total = len(cameras) * (end - start + 1)
+    if only is not None and not set(only) <= set(folders):
+        raise BadInput(f"cameras {sorted(set(only) - set(folders))} are not among those chosen")
+    rendered = len(cameras) if only is None else len(set(only))
+    total = rendered * (last - first + 1)
     with contract.atomic_output_dir(out_dir) as tmp, kept_settings(scene):
         _png_output(scene)
         scene.render.use_multiview = False
         step = 0
-        for cam in cameras:
+        for cam in [c for c in cameras if only is None or c.name in only]:
             scene.camera = cam
             (tmp / folders[cam.name]).mkdir()
-            for frame in range(start, end + 1):
+            for frame in range(first, last + 1):
                 if cancelled():
                     raise JobCancelled("cancelled; no renders were kept")
                 stem = Path(contract.frame_name(frame - start, ""))
@@ -224,13 +243,15 @@ def render_360(
     progress: Progress = _no_progress,
     cancelled: Cancelled = _never,
     loop_frames: int | None = None,
+    part: tuple[int, int] | None = None,
 ) -> Path:
     """Render the scene in 360° from ``viewpoint`` (Blender world coordinates) with Cycles.
 
     Mono: ``width``×``width/2`` equirect frames. Stereo: spherical stereo, top-bottom with
     the left eye on top, ``width``×``width`` frames. ``out_dir`` becomes a PanoLoop
     panorama folder (``frames/``, ``manifest.json`` with ``stereo``), which
-    ``engine export`` turns into a tagged ``_360``/``_360_TB`` MP4.
+    ``engine export`` turns into a tagged ``_360``/``_360_TB`` MP4. ``part`` as for
+    :func:`render_cameras`.
     """
     start, end = (int(v) for v in frame_range)
     if width < 2 or width % 4:
@@ -240,6 +261,7 @@ def render_360(
     contract.check_frame_range(
         start, end, loop_frames if loop_frames is not None else loop_length(scene)
     )
+    first, last = _part_of(part, start, end)
     out_dir = Path(out_dir)
     if not hasattr(scene, "cycles"):
         raise BadInput("360° renders need Cycles, which is not available in this Blender")
@@ -256,12 +278,12 @@ def render_360(
             _stereo_output(scene, stereo)
             frames = tmp / contract.FRAMES_DIR
             frames.mkdir()
-            total = end - start + 1
-            for frame in range(start, end + 1):
+            total = last - first + 1
+            for frame in range(first, last + 1):
                 if cancelled():
                     raise JobCancelled("cancelled; no 360° frames were kept")
                 _render_frame(scene, frame, frames / Path(contract.frame_name(frame - start, "")))
-                progress("render 360", frame - start + 1, total)
+                progress("render 360", frame - first + 1, total)
         finally:
             if camera is not None:
                 data = camera.data
@@ -309,17 +331,20 @@ def render_spec(
     """Run a render step described as plain data (``plans.RenderStep.spec``).
 
     ``{"kind": "cameras", "cameras": [names], "frame_range": [s, e], "out": DIR}`` or
-    ``{"kind": "360", "viewpoint": [x, y, z], "width": W, "stereo": bool, ...}``.
+    ``{"kind": "360", "viewpoint": [x, y, z], "width": W, "stereo": bool, ...}``; an
+    optional ``"part": [first, last]`` renders only those frames of the range, and
+    ``"only": [names]`` only those of the cameras (a cluster task).
     """
     frame_range = tuple(spec["frame_range"])
+    part = tuple(spec["part"]) if spec.get("part") else None
     if spec["kind"] == "cameras":
         cameras = [scene.objects[name] for name in spec["cameras"]]
         return render_cameras(
             scene, cameras, frame_range, Path(spec["out"]), progress=progress,
-            cancelled=cancelled,
+            cancelled=cancelled, part=part, only=spec.get("only"),
         )  # fmt: skip
     return render_360(
         scene, tuple(spec["viewpoint"]), frame_range, Path(spec["out"]),
         width=int(spec.get("width", 1024)), stereo=bool(spec.get("stereo")),
-        progress=progress, cancelled=cancelled,
+        progress=progress, cancelled=cancelled, part=part,
     )  # fmt: skip

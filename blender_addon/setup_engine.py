@@ -112,6 +112,8 @@ class Requirements:
 
     base: tuple[str, ...]
     generate: tuple[str, ...]
+    #: The ``cluster`` extra (Ray), installed on request; empty where the file has none.
+    cluster: tuple[str, ...] = ()
 
     @property
     def torch(self) -> str:
@@ -129,14 +131,28 @@ class Requirements:
 # --------------------------------------------------------------------------- the plan
 
 
-def plan_install(facts: PlatformFacts, mode: Mode, reqs: Requirements, python: str) -> InstallPlan:
+def plan_install(
+    facts: PlatformFacts, mode: Mode, reqs: Requirements, python: str, *, cluster: bool = False
+) -> InstallPlan:
     """The install plan for this platform: pure, so every platform is tested anywhere.
 
     ``python`` is the new environment's interpreter; commands are its ``-m pip install``
     lines: first pip itself, then (full mode) torch alone from the index that fits, pinned
     with its build (``torch==2.13.0+cu130``, so a rerun that changes build reinstalls it),
     then the rest without torch (its dependants take the torch already installed).
+    ``cluster`` adds the ``cluster`` extra (Ray, for a Render Cluster) to the last command.
     """
+    plan = _plan_install(facts, mode, reqs, python)
+    if not cluster:
+        return plan
+    *first, last = plan.commands
+    notes = (*plan.notes, "Cluster (Ray): renders can run on a Ray cluster")
+    return InstallPlan(plan.mode, plan.torch_build, plan.expected_device,
+                       (*first, (*last, *reqs.cluster)), notes)  # fmt: skip
+
+
+def _plan_install(facts: PlatformFacts, mode: Mode, reqs: Requirements, python: str) -> InstallPlan:
+    """:func:`plan_install` without the cluster extra."""
     pip = (python, "-m", "pip", "install")
     upgrade_pip = (*pip, PIP_REQUIREMENT)
     raw = (*pip, "--progress-bar", "raw")
@@ -150,7 +166,7 @@ def plan_install(facts: PlatformFacts, mode: Mode, reqs: Requirements, python: s
         )
     build, device, notes = torch_build_for(facts)
     if build is None:  # the prompt path cannot run here: install the still-to-loop side
-        animate = plan_install(facts, "animate", reqs, python)
+        animate = _plan_install(facts, "animate", reqs, python)
         return InstallPlan("animate", None, "none", animate.commands, notes)
     version = requirement_version(reqs.torch)
     if build == "pypi":
@@ -234,7 +250,8 @@ def read_requirements(pyproject: Path) -> Requirements:
     generate = tuple(project.get("optional-dependencies", {}).get("generate", ()))
     if not base or not generate:
         raise ValueError(f"{pyproject} lists no [project] dependencies or no generate extra")
-    return Requirements(base=base, generate=generate)
+    cluster = tuple(project.get("optional-dependencies", {}).get("cluster", ()))
+    return Requirements(base=base, generate=generate, cluster=cluster)
 
 
 # --------------------------------------------------------------------------- the machine
@@ -396,6 +413,9 @@ def main(argv: list[str] | None = None) -> int:
         default="full",
         help="full: animate and generate (torch); animate: the still-to-loop side, no torch",
     )
+    parser.add_argument(
+        "--cluster", action="store_true", help="also install Ray (the cluster extra)"
+    )
     parser.add_argument("--record", type=Path, help="where the device check's result goes")
     parser.add_argument(
         "--plan-only", action="store_true", help="print this machine's plan as JSON only"
@@ -404,7 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         reqs = read_requirements(args.pyproject)
         python = str(env_python(args.env))
-        plan = plan_install(probe_platform(), args.mode, reqs, python)
+        if args.cluster and not reqs.cluster:
+            raise ValueError(f"{args.pyproject} has no cluster extra to install")
+        plan = plan_install(probe_platform(), args.mode, reqs, python, cluster=args.cluster)
         if args.plan_only:
             print(json.dumps(plan_as_json(plan), indent=1))
             return 0

@@ -33,6 +33,7 @@ COMMANDS = {
     "device": "engine.device",
     "vr-package": "engine.export.vr_package",
     "serve": "engine.export.serve",
+    "render-cluster": "engine.cluster.command",
     "worker": "engine.worker",
 }
 

@@ -186,7 +186,7 @@ def half_planes(image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     OpenEXR stores channels): values clamped to ±:data:`HALF_MAX`, rounded to nearest
     even — bit for bit ``np.clip(image, -HALF_MAX, HALF_MAX).astype(np.float16)``, but in
     one compiled pass that releases the GIL (numpy's conversion plus the channel copies
-    cost about six times as much CPU).
+    cost two to six times as much CPU, bench/animate.py).
     """
     height, width = image.shape[:2]
     if out is None:
@@ -267,8 +267,8 @@ BT709_TAGS = [
     "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
     "-color_range", "tv",
 ]  # fmt: skip
-#: x264 preset of the previews (``panorama.mp4``, multicam clips): a third of ``medium``'s
-#: CPU at the same CRF, for files about twice as big (bench/animate.py measures it).
+#: x264 preset of the previews (``panorama.mp4``, multicam clips): about half of
+#: ``medium``'s CPU at the same CRF, for files 2–3× as big (bench/animate.py measures it).
 PREVIEW_PRESET = "superfast"
 
 

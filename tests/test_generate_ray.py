@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -189,6 +190,7 @@ def worker_pids() -> list[int]:
     return [ray.get(h.ready.remote())["pid"] for h in handles]
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_job_is_restarted_and_the_frames_do_not_change(
     local_cluster, tiny_model, in_process, tmp_path
 ):
@@ -336,17 +338,19 @@ def test_worker_job_on_its_own_local_cluster_stops_on_sigterm_and_leaves_nothing
     argv = ["--prompt", "pines", "--model", str(tiny_model), "--out", str(out), *SMALL, *FAST]
     job = tmp_path / "job.json"
     job.write_text(json.dumps({"command": "generate", "argv": [*argv, "--ray", "local"]}))
-    before = set(Path("/tmp").glob("panoloop-ray-*"))
+    # A short folder of its own for the session (Ray's sockets live there), so other
+    # clusters on this machine cannot be mistaken for this one.
+    root = Path(tempfile.mkdtemp(prefix="plr", dir="/tmp"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine", "worker", "--job", str(job)],
         cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        text=True,
+        text=True, env={**os.environ, "RAY_TMPDIR": str(root)},
     )  # fmt: skip
     events = []
     for line in proc.stdout:
         events.append(json.loads(line))
         if events[-1].get("stage", "").startswith("denoise"):
-            session = set(Path("/tmp").glob("panoloop-ray-*")) - before
+            session = set(root.glob("panoloop-ray-*"))
             running = [p for s in session for p in processes_naming(str(s))]
             proc.send_signal(signal.SIGTERM)
             break
@@ -360,6 +364,8 @@ def test_worker_job_on_its_own_local_cluster_stops_on_sigterm_and_leaves_nothing
     while processes_naming(folder) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert processes_naming(folder) == []  # the cluster's raylet, GCS and workers ended
+    assert list(root.iterdir()) == []
+    root.rmdir()
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["job.json"]
 
 

@@ -211,6 +211,19 @@ def test_plan_from_the_real_pyproject():
     assert TORCH_INDEX == "https://download.pytorch.org/whl"
 
 
+def test_cluster_option_adds_ray_to_the_last_install_command():
+    """Cluster (Ray): the shipped cluster extra joins the last pip command, in both modes;
+    without the option no Ray is installed."""
+    reqs = read_requirements(REPO / "pyproject.toml")
+    assert [requirement_name(r) for r in reqs.cluster] == ["ray"]
+    for mode in ("full", "animate"):
+        plain = plan_install(LINUX, mode, reqs, PY)
+        cluster = plan_install(LINUX, mode, reqs, PY, cluster=True)
+        assert cluster.commands[:-1] == plain.commands[:-1]
+        assert cluster.commands[-1] == (*plain.commands[-1], *reqs.cluster)
+        assert not any("ray" in {requirement_name(a) for a in c} for c in plain.commands)
+
+
 # ------------------------------------------------------------------ nvidia-smi and pip output
 
 NVIDIA_SMI_HEADER = """\
@@ -275,17 +288,19 @@ def test_base_requirements_are_exactly_what_the_still_to_loop_engine_imports():
     """Every base pin is imported by the engine outside the prompt side, and nothing else is.
 
     The prompt side is ``engine/generate/`` and ``engine/device.py`` (which imports torch
-    only when it is installed, to name the device).
+    only when it is installed, to name the device); the cluster side, ``engine/cluster/``,
+    imports Ray (the cluster extra) only when a cluster is asked for.
     """
     reqs = read_requirements(REPO / "pyproject.toml")
     engine = REPO / "engine"
     prompt_side = {engine / "device.py", *(engine / "generate").rglob("*.py")}
+    prompt_side |= set((engine / "cluster").rglob("*.py"))
     animate_side = [p for p in engine.rglob("*.py") if p not in prompt_side]
     assert distributions_of(imported_top_modules(animate_side)) == {
         requirement_name(r) for r in reqs.base
     }
     # The prompt side may also use what its pinned packages bring (psutil, by accelerate),
-    # and the cluster extra (Ray, for generate --ray).
+    # and the cluster extra (Ray, for generate --ray and render-cluster).
     everything = distributions_of(imported_top_modules(list(engine.rglob("*.py"))))
     cluster = extra_requirements(REPO / "pyproject.toml", "cluster")
     declared = {requirement_name(r) for r in (*reqs.base, *reqs.generate, *cluster)}
@@ -391,6 +406,21 @@ def test_animate_views_export_and_device_run_without_torch(base_only_site, tmp_p
     assert (device["torch"], device["device"]) == (None, "none")
     assert device["summary"].startswith("animate only: no torch")
     assert re.search(r"diffusers", " ".join(device["missing"]))
+
+
+def test_animate_prior_diffusion_without_torch_says_how_to_install(base_only_site, tmp_path):
+    """An Animate Only setup asked for the diffusion prior: one line naming what is missing
+    and how to get it, exit 2, nothing written (the procedural prior needs none of it)."""
+    cv2.imwrite(str(tmp_path / "still.png"), np.zeros((64, 128, 3), np.uint8))
+    result = run_base_only(
+        base_only_site, "-m", "engine", "animate", str(tmp_path / "still.png"),
+        "--out", str(tmp_path / "loop"), "--prior", "diffusion", "--model", "some/model",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.strip()
+    assert "\n" not in line and line.startswith("error: --prior diffusion needs torch"), line
+    assert "Set Up Engine" in line and "[generate]" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["still.png"]
 
 
 def camera(width: int, height: int) -> dict:

@@ -460,7 +460,8 @@ def animate_panorama(
             one_way_flow=volume.flow is not None,
             motion_file=MOTION_NAME,
             motion_source=str(req.motion_path) if req.motion_path else "prior",
-            motion_origin=volume.info.get("source") if req.motion_path else None,
+            # A clip's or a diffusion model's provenance, from the prior or the saved file.
+            motion_origin=volume.info.get("source"),
             prior=volume.prior,
             seed=req.seed,
             strength=req.strength,

@@ -25,15 +25,20 @@ each *output* pixel ``q`` fetches its colour once, with a sharp kernel:
    The cubic's overshoot is limited to a factor :data:`OVERSHOOT` beyond the range of
    the 3×3 source pixels around the sample, so HDR highlights (the sun) ring neither
    bright nor black, and values stay ≥ 0.
+   A sample between pixels still loses detail (half-way the finest detail cancels), so
+   its difference from a smooth base is amplified by a gain that depends on its
+   distance from the pixel grid, measured per image (:func:`detail_gains`) and never
+   carrying it beyond the 3×3 range.
 3. **One-way flow** (a volume's ``flow``, radians per second): the flow-map technique of
    real-time water shaders. Two phases of the texture are advected along the flow,
    offset by half a period, and cross-faded with triangle weights; each phase jumps
    back while its weight is 0. Each pixel's phase is offset by a smooth noise, and the
-   two phases are blended *variance-preserving* (detail = colour − local mean is mixed
-   by ``w₀, w₁`` and divided by √(w₀² + w₁² + 2w₀w₁ρ), ρ the detail's correlation with
-   itself at the two phases' distance, measured on the image), so the image's detail
-   energy does not pulse as a plain cross-fade does. The period divides the loop, so
-   the loop is exact.
+   two phases are blended *variance-preserving*: the detail around the smooth base is
+   mixed by ``w₀, w₁`` and scaled so that the mix keeps the source's Laplacian energy,
+   counting what the plainly mixed base loses too (:func:`blend_model`: each band keeps
+   w₀² + w₁² + 2w₀w₁ρ(d), ρ its correlation with itself at the phases' distance), so
+   the image's detail energy does not pulse as a plain cross-fade does. The period
+   divides the loop, so the loop is exact.
 4. Pixels of amplitude 0 are copied from the input bit for bit.
 
 Frames are deterministic: every kernel writes only its own rows, whatever the threads.
@@ -293,7 +298,7 @@ def _sample(coef, x, y, out3):
     out3[2] = b0
 
 
-@njit(**_FAST)
+@njit(inline="always", **_FAST)
 def _bilinear3(image, x, y, out3):
     """Bilinear ``image`` (padded, (H, W, 3)) at padded (x, y)."""
     ix = _floor(x)
@@ -306,7 +311,7 @@ def _bilinear3(image, x, y, out3):
         out3[c] = top + fy * (bottom - top)
 
 
-@njit(**_FAST)
+@njit(inline="always", **_FAST)
 def _gain(gains, x, y):
     """The detail gain at a sample position: the table over both axes' distance from the
     pixel grid (0 = on a pixel, 1 = half-way), interpolated bilinearly."""
@@ -326,7 +331,7 @@ def _gain(gains, x, y):
     return top + ay * (bottom - top)
 
 
-@njit(**_FAST)
+@njit(inline="always", **_FAST)
 def _sharp_sample(coef, base, near_low, near_high, gains, x, y, out3, base3):
     """One moving sample: the B-spline value (its overshoot limited to :data:`OVERSHOOT`
     times the 3×3 neighbours' range), with the detail it lost between pixels given back

@@ -22,6 +22,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
+
 from ..errors import PanoLoopError
 
 if TYPE_CHECKING:
@@ -250,6 +252,26 @@ class AnimateDiffBackend:
             out = alpha**0.5 * out + (1 - alpha) ** 0.5 * latents.float()
         return out
 
+    def encode_still(self, image: Any, frames: int) -> Any:
+        """A still (H, W, 3) float RGB in [0, 1] → its clean latent (C, frames, H/f, W/f),
+        the same for every frame of the ring (the image-to-video init, see
+        :func:`.sampler.noised_init`).
+
+        The VAE encodes the still padded with wrapped columns (:func:`still_pixels`), so
+        the seam is encoded as an interior column; the latent is the posterior's mean (no
+        sampling noise: the seeded generator stays the sampler's alone), scaled by the
+        VAE's ``scaling_factor``.
+        """
+        import torch
+
+        pixels, pad = still_pixels(image, self.vae_factor)
+        vae = self.pipe.vae
+        with torch.inference_mode():
+            sample = pixels.unsqueeze(0).to(self._module_device(vae), vae.dtype)
+            latent = vae.encode(sample).latent_dist.mean[0].float().cpu()
+        latent = latent[..., pad : latent.shape[-1] - pad] * self.scaling_factor
+        return latent.unsqueeze(1).repeat(1, frames, 1, 1)
+
     def decode_frame(self, latent: Any, *, wrap: bool = True) -> Any:
         """One latent frame (C, h, W) → uint8 RGB (h·f, W·f, 3); see :meth:`decode_pixels`."""
         import torch
@@ -340,6 +362,21 @@ class AnimateDiffBackend:
 
     def _module_device(self, module: Any) -> Any:
         return self.device if self.offloaded else next(module.parameters()).device
+
+
+def still_pixels(image: Any, vae_factor: int) -> tuple[Any, int]:
+    """(H, W, 3) float RGB in [0, 1] → ((3, H, W + 2·pad·f) float32 in [−1, 1], pad):
+    padded with ``pad`` = ``DECODE_PAD`` latent columns' worth of wrapped pixels each side,
+    so the encoder sees the 360° seam as an interior column (crop ``pad`` latent columns
+    each side after encoding)."""
+    import torch
+
+    pixels = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)
+    pixels = pixels * 2 - 1
+    pad = min(DECODE_PAD, pixels.shape[-1] // vae_factor)
+    cols = pad * vae_factor
+    padded = torch.cat([pixels[..., -cols:], pixels, pixels[..., :cols]], dim=-1)
+    return padded, pad
 
 
 def use_sdpa_on_cuda(pipe: Any, device: Any) -> str:

@@ -54,7 +54,8 @@ PROBE_TIMEOUT_S = 3.0
 PLACEMENT_TIMEOUT_S = 30.0
 #: Seconds between cancellation checks while waiting on the workers.
 POLL_S = 0.1
-#: Where a local cluster keeps its session (short: Ray's unix sockets live under it).
+#: Where a local cluster keeps its session unless ``RAY_TMPDIR`` says (short: Ray's unix
+#: sockets live under it).
 LOCAL_TEMP_ROOT = "/tmp"
 #: Workers are named ``panoloop-generate-<job>-<k>`` (find them with ``ray list actors``).
 WORKER_NAME = "panoloop-generate"
@@ -524,7 +525,8 @@ def connect(target: RayTarget) -> str | None:
     if target.kind == "local":
         if ray.is_initialized():
             return None
-        root = LOCAL_TEMP_ROOT if os.path.isdir(LOCAL_TEMP_ROOT) else tempfile.gettempdir()
+        root = os.environ.get("RAY_TMPDIR") or LOCAL_TEMP_ROOT  # Ray's own variable first
+        root = root if os.path.isdir(root) else tempfile.gettempdir()
         temp = tempfile.mkdtemp(prefix="panoloop-ray-", dir=root)
         path = os.pathsep.join(p for p in (str(engine_root()), os.environ.get("PYTHONPATH")) if p)
         with own_sigterm():

@@ -27,6 +27,9 @@ HELP = "generate a seamless looping 360° panorama video from a prompt (AnimateD
 DEFAULT_SECONDS = 2.0
 #: How close seconds × rate must come to a whole number of frames.
 WHOLE = 1e-6
+#: ``--denoise-strength`` with ``--image`` when none is given (diffusers' video-to-video
+#: default): the last 60 % of the steps run from the still noised to their first level.
+DEFAULT_DENOISE_STRENGTH = 0.6
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "frames denoised = seconds × model fps, the rest are interpolated",
     )
     parser.add_argument("--steps", type=int, default=25, help="denoising steps")
+    parser.add_argument(
+        "--image",
+        type=Path,
+        help="image-to-video: a 2:1 equirect still (EXR/HDR/PNG/JPG) the loop starts from, "
+        "resized to --width x --height; the frames are the model's own pixels",
+    )
+    parser.add_argument(
+        "--denoise-strength",
+        type=float,
+        help=f"with --image: how far the still is re-noised, (0, 1]; the last strength x "
+        f"--steps steps run (1 ignores the still; default {DEFAULT_DENOISE_STRENGTH:g})",
+    )
     parser.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same frames)")
     parser.add_argument(
@@ -220,6 +235,48 @@ def parse_latitudes(text: str) -> tuple[float, ...]:
 def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     """Check everything, load the model, sample, decode and write the folder atomically."""
     from ..media import check_output_free
+
+    still = check_still_arguments(args)
+    check_output_free(args.out)
+    job = prepare(args, ctx, still=still)
+    if job.ray is not None:
+        return _run_on_ray(args, job, ctx)
+    return generate_to_folder(
+        job.backend,
+        job.request,
+        args.out,
+        ctx,
+        timing=job.timing,
+        extra=job.extra,
+        yaw_degrees=args.yaw,
+        still=job.still,
+    )
+
+
+@dataclass
+class PreparedJob:
+    """A checked request and the loaded backend that samples it.
+
+    ``still``: the image-to-video still, (height, width, 3) float32 RGB in [0, 1] at the
+    request's size, or None; ``extra``: manifest fields the checks decided.
+    """
+
+    backend: object
+    request: object
+    timing: LoopTiming
+    extra: dict
+    still: object = None
+    ray: tuple | None = None  # (model info, Ray target): the backend is made by _run_on_ray
+
+
+def prepare(
+    args: argparse.Namespace, ctx: JobContext, *, still: StillImage | None = None
+) -> PreparedJob:
+    """Check every generate argument (nothing loads before all pass), then load the model.
+
+    ``args`` are :func:`add_arguments`'s; ``still`` (from :func:`check_still_arguments`)
+    makes it image-to-video: the still is read and resized to the request's size here.
+    """
     from .backends import ANIMATEDIFF_FPS, ANIMATEDIFF_WINDOW_FRAMES
     from .cluster import check_ray_arguments
     from .loading import WEIGHTED_COMPONENTS, header_params, inspect_model, pick_device, pick_dtype
@@ -233,9 +290,10 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     if args.window_frames is not None and args.window_frames < 1:
         raise BadInput(f"--window-frames must be at least 1, got {args.window_frames}")
     ray_target = check_ray_arguments(args.ray, args.ray_workers, args.device)
+    if ray_target is not None and still is not None:  # Ray workers have no VAE encoder yet
+        raise BadInput(f"--image {still.path} runs in-process so far; leave out --ray")
     window_size = parse_window_size(args.window_size) if args.window_size else None
     loras = [parse_lora(text) for text in args.lora]
-    check_output_free(args.out)
     wan = model_class(args.model, offline=args.offline, revision=args.revision) == WAN_PIPELINE
     if not wan and (loras or window_size):
         raise BadInput(f"--lora and --window-size are for Wan models; {args.model} is not one")
@@ -263,14 +321,18 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
         cameras=cameras,
         sphere_latitudes=parse_latitudes(args.sphere_latitudes),
         sphere_longitudes=args.sphere_longitudes,
+        denoise_strength=still.strength if still is not None else 1.0,
     )
     check_request_numbers(request)
+    pixels = still.read(args.width, args.height) if still is not None else None
+    extra = still.describe() if still is not None else {}
     if wan:
         if args.motion_adapter_revision:
             raise BadInput("--motion-adapter-revision is for AnimateDiff; Wan has no adapter")
         if ray_target is not None:
             raise BadInput(f"--ray runs AnimateDiff models so far; {args.model} is a Wan pipeline")
-        return _run_wan(args, request, ctx, timing, window_size=window_size, loras=loras)
+        backend = _load_wan(args, request, ctx, timing, window_size=window_size, loras=loras)
+        return PreparedJob(backend, request, timing, extra, pixels)
     if ray_target is None:
         device = pick_device(args.device)  # names and availability, before anything loads
         gpu_fp16 = device != "cpu" and str(pick_dtype(args.dtype, device)) == "torch.float16"
@@ -297,8 +359,8 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
         )
     window = (args.window_frames, info.sample_size, info.sample_size)
     check_request_sizes(request, info.vae_factor, info.align, window)
-    if ray_target is not None:
-        return _run_on_ray(args, info, request, ctx, timing, ray_target)
+    if ray_target is not None:  # the backend lives on Ray workers while the job runs
+        return PreparedJob(None, request, timing, extra, pixels, ray=(info, ray_target))
     adapter = info.adapter.folder if info.adapter is not None else None
     params = header_params(info.source, WEIGHTED_COMPONENTS, info.variant)
     if info.adapter is not None:
@@ -307,7 +369,7 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     shape = read_model_shape(info.folder, adapter, params=params)
     dtype = pick_dtype(args.dtype, device)
     vae_tiling = check_memory(args, shape, window, request, timing, dtype)
-    # 2. Load, sample, decode, write.
+    # 2. Load.
     from .loading import load_animatediff
 
     with ctx.timed("load"):
@@ -321,32 +383,95 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
             vae_slicing=args.vae_slicing,
             vae_tiling=vae_tiling,
         )
-    extra = {"vae_tiling_auto": vae_tiling and not args.vae_tiling}
-    return generate_to_folder(
-        backend, request, args.out, ctx, timing=timing, extra=extra, yaw_degrees=args.yaw
-    )
+    extra["vae_tiling_auto"] = vae_tiling and not args.vae_tiling
+    return PreparedJob(backend, request, timing, extra, pixels)
 
 
-def _run_on_ray(
-    args: argparse.Namespace,
-    info: object,
-    request: object,
-    ctx: JobContext,
-    timing: LoopTiming,
-    target: object,
-) -> Path:
+# --------------------------------------------------------------------------- image-to-video
+
+
+@dataclass(frozen=True)
+class StillImage:
+    """``--image`` and ``--denoise-strength``, checked: the still to start from."""
+
+    path: Path
+    strength: float
+
+    def read(self, width: int, height: int):
+        """The still at ``width`` x ``height`` for the VAE (see :func:`read_still`)."""
+        return read_still(self, width, height)
+
+    def describe(self) -> dict:
+        """The manifest's image-to-video fields (the still's SHA-256 names its bytes)."""
+        from ..motion import file_sha256
+
+        return {
+            "init_image": {"path": str(self.path), "sha256": file_sha256(self.path)},
+            "denoise_strength": self.strength,
+        }
+
+
+def check_still_arguments(args: argparse.Namespace) -> StillImage | None:
+    """``--image``/``--denoise-strength`` → the checked still, or None (text-to-video).
+
+    The strength must lie in (0, 1] (NaN refused); it needs ``--image``; the image is
+    checked to be readable and 2:1 later, by :func:`read_still`, before any model loads.
+    """
+    strength = args.denoise_strength
+    if strength is not None and not 0 < strength <= 1:  # NaN fails too
+        raise BadInput(f"--denoise-strength must lie in (0, 1], got {strength}")
+    if args.image is None:
+        if strength is not None:
+            raise BadInput(f"--denoise-strength {strength} needs --image (the still to animate)")
+        return None
+    return StillImage(args.image, DEFAULT_DENOISE_STRENGTH if strength is None else strength)
+
+
+def read_still(still: StillImage, width: int, height: int):
+    """The still file as the VAE takes it (:func:`still_for_model`): readable, 2:1 and
+    finite, or BadInput naming the file."""
+    import numpy as np
+
+    from ..media import check_equirect_shape, read_image
+
+    image = read_image(still.path)
+    check_equirect_shape(image.shape[1], image.shape[0], still.path)
+    if image.dtype.kind == "f" and not np.all(np.isfinite(image)):
+        raise BadInput(f"image {still.path} contains NaN or infinite pixel values")
+    return still_for_model(image, width, height)
+
+
+def still_for_model(image, width: int, height: int):
+    """An equirect still (H, W, 3: float scene-linear, uint8 or uint16) → (height, width, 3)
+    float32 RGB in [0, 1], what the VAE encodes: an HDR still is shown through the sRGB
+    transfer (exposure 0, clipped), then resized with area averaging (bicubic when
+    enlarged)."""
+    import cv2
+    import numpy as np
+
+    from ..media import to_display_uint8
+
+    display = to_display_uint8(image)
+    interpolation = cv2.INTER_AREA if display.shape[1] >= width else cv2.INTER_CUBIC
+    resized = cv2.resize(display, (width, height), interpolation=interpolation)
+    return resized.astype(np.float32) / np.float32(255.0)
+
+
+def _run_on_ray(args: argparse.Namespace, job: PreparedJob, ctx: JobContext) -> Path:
     """The ``--ray`` path of :func:`run`: the same sampler, its model calls on Ray workers
     (:mod:`.cluster`); every worker and a local cluster end with the job."""
     from .cluster import load_spec, ray_backend
     from .memory import auto_vae_tiling
 
-    vae_tiling = auto_vae_tiling(request.width, args.vae_tiling)
+    info, target = job.ray
+    vae_tiling = auto_vae_tiling(job.request.width, args.vae_tiling)
     spec = load_spec(info, args, vae_tiling=vae_tiling)
-    extra = {"vae_tiling_auto": vae_tiling and not args.vae_tiling}
+    extra = {**job.extra, "vae_tiling_auto": vae_tiling and not args.vae_tiling}
     with ray_backend(target, args.ray_workers, spec, ctx) as backend:
         return generate_to_folder(
-            backend, request, args.out, ctx, timing=timing, extra=extra, yaw_degrees=args.yaw
-        )
+            backend, job.request, args.out, ctx, timing=job.timing, extra=extra,
+            yaw_degrees=args.yaw, still=job.still,
+        )  # fmt: skip
 
 
 def parse_window_size(text: str) -> tuple[int, int]:
@@ -360,7 +485,7 @@ def parse_window_size(text: str) -> tuple[int, int]:
     return height, width
 
 
-def _run_wan(
+def _load_wan(
     args: argparse.Namespace,
     request: object,
     ctx: JobContext,
@@ -368,8 +493,8 @@ def _run_wan(
     *,
     window_size: tuple[int, int] | None,
     loras: list,
-) -> Path:
-    """The Wan 2.1 path of :func:`run`: check the pipeline, sizes and LoRAs, then load."""
+) -> object:
+    """The Wan 2.1 path of :func:`prepare`: check the pipeline, sizes and LoRAs, then load."""
     from .loading import header_params, pick_device
     from .memory import read_wan_shape
     from .sampler import check_request_sizes
@@ -411,7 +536,7 @@ def _run_wan(
             cpu_offload=args.cpu_offload,
             vae_tiling=vae_tiling,
         )
-    return generate_to_folder(backend, request, args.out, ctx, timing=timing, yaw_degrees=args.yaw)
+    return backend
 
 
 def check_memory(
@@ -465,11 +590,13 @@ def generate_to_folder(
     timing: LoopTiming | None = None,
     extra: dict | None = None,
     yaw_degrees: float = 0.0,
+    still: object = None,
 ) -> Path:
     """Sample and decode ``request`` with ``backend``, interpolate to the output rate,
     then write the output folder.
 
-    ``timing`` gives the rates (without it, the denoised frames are written at ``fps``).
+    ``timing`` gives the rates (without it, the denoised frames are written at ``fps``);
+    ``still`` (height, width, 3) in [0, 1] makes it image-to-video (:func:`sample_frames`).
     Frames are sampled before the temporary folder exists, so a cancel or failure
     while sampling leaves nothing at all on disk.
     """
@@ -486,10 +613,8 @@ def generate_to_folder(
         write_image,
         write_manifest,
     )
-    from .sampler import SINGLE, decode_video, sample_latent
 
-    result = sample_latent(backend, request, ctx)
-    frames = decode_video(backend, result.latent, ctx, wrap=request.schedule != SINGLE)
+    frames, result = sample_frames(backend, request, ctx, still=still)
     frames = interpolate_to_rate(frames, timing, ctx)
     with atomic_output_dir(out) as tmp:
         with ctx.timed("write"):
@@ -537,6 +662,27 @@ def generate_to_folder(
         )
         write_manifest(tmp, manifest)
     return out
+
+
+def sample_frames(
+    backend: object, request: object, ctx: JobContext, *, still: object = None
+) -> tuple[list, object]:
+    """The denoised loop: ``request.frames`` uint8 frames and the :class:`SampleResult`.
+
+    With ``still`` ((height, width, 3) float RGB in [0, 1], the request's size) the ring
+    starts from the still's latent (the backend's ``encode_still``, every frame alike),
+    noised to the level ``request.denoise_strength`` selects (image-to-video).
+    """
+    from .sampler import SINGLE, decode_video, sample_latent
+
+    init = None
+    if still is not None and request.denoise_strength < 1:
+        latent_frames = request.frames // getattr(backend, "time_factor", 1)
+        with ctx.timed("encode_image"):
+            init = backend.encode_still(still, latent_frames)
+    result = sample_latent(backend, request, ctx, init=init)
+    frames = decode_video(backend, result.latent, ctx, wrap=request.schedule != SINGLE)
+    return frames, result
 
 
 #: What the manifest records for the frame-rate interpolation.

@@ -64,6 +64,9 @@ class GenerateRequest:
     blend_steps: int | None = None  # None: schedule.default_blend_steps(steps)
     camera_margin: float = sch.CAMERA_MARGIN
     camera_fraction: float = sch.CAMERA_FRACTION
+    #: Image-to-video: the last ``denoise_strength`` fraction of the steps run, from the
+    #: still's latent noised to their first level (1: from pure noise, text-to-video).
+    denoise_strength: float = 1.0
 
 
 @dataclass
@@ -116,6 +119,19 @@ def check_request_numbers(request: GenerateRequest) -> None:
         raise BadInput(f"camera_margin must lie in [0, 1], got {request.camera_margin}")
     if not 0 <= request.camera_fraction <= 1:
         raise BadInput(f"camera_fraction must lie in [0, 1], got {request.camera_fraction}")
+    if not 0 < request.denoise_strength <= 1:  # NaN fails too
+        raise BadInput(f"denoise strength must lie in (0, 1], got {request.denoise_strength}")
+    if denoise_start(request.steps, request.denoise_strength) >= request.steps:
+        raise BadInput(
+            f"denoise strength {request.denoise_strength} of {request.steps} steps leaves no "
+            "step to run; raise --denoise-strength or --steps"
+        )
+
+
+def denoise_start(steps: int, strength: float) -> int:
+    """The first step an image-to-video run takes: the schedule keeps its last
+    ``int(steps × strength)`` steps, as diffusers' img2img and video2video pipelines do."""
+    return steps - min(int(steps * strength), steps)
 
 
 def check_request_sizes(
@@ -157,12 +173,20 @@ def check_request_sizes(
 
 
 def sample_latent(
-    backend: Any, request: GenerateRequest, ctx: JobContext, *, latents: torch.Tensor | None = None
+    backend: Any,
+    request: GenerateRequest,
+    ctx: JobContext,
+    *,
+    latents: torch.Tensor | None = None,
+    init: torch.Tensor | None = None,
 ) -> SampleResult:
     """Sample the clean ring latent for ``request`` with ``backend``.
 
     ``latents`` (C, F, H, W), like diffusers' ``latents=``, replaces the initial noise
-    (the seeded generator still drives any later re-noising).
+    (the seeded generator still drives any later re-noising). ``init`` (C, F, H, W), the
+    clean latent of a still (image-to-video), is noised with that noise to the level of
+    the first step ``request.denoise_strength`` keeps (:func:`noised_init`); at strength 1
+    it is not used, so the run is the text-to-video run of the same seed, exactly.
     """
     # 1. Check inputs.
     check_request(request, backend)
@@ -181,6 +205,8 @@ def sample_latent(
     stages = sch.plan_stages(
         request.steps, (H, W), window, schedule=request.schedule, blend_steps=request.blend_steps
     )
+    start = denoise_start(request.steps, request.denoise_strength)
+    stages = sch.stages_from(stages, start)
     # 4. Initial latents: unit Gaussian noise on the first stage's canvas.
     generator = torch.Generator("cpu").manual_seed(request.seed)
     scale = stages[0].scale
@@ -191,6 +217,8 @@ def sample_latent(
         raise BadInput(f"latents must have shape {shape}, got {tuple(latents.shape)}")
     else:
         x = latents.to(backend.device, torch.float32)
+    if start > 0:
+        x = noised_init(init, x, scale, rule, levels[start])
     result = SampleResult(latent=x, stages=stages, timesteps=timesteps)
     if hasattr(embeds, "describe"):
         result.prompt_info = embeds.describe()
@@ -232,6 +260,25 @@ def step_targets(
         return levels[1:]
     landing = [previous(i, timesteps) for i in range(len(timesteps))]
     return [rule.final_level if t is None else rule.level(t) for t in landing]
+
+
+def noised_init(
+    init: torch.Tensor | None, noise: torch.Tensor, scale: int, rule: StepRule, level: float
+) -> torch.Tensor:
+    """The still's clean latent (C, F, H, W) at the start ``level`` by the rule's forward
+    rule (DDIM: √ᾱ·x₀ + √(1−ᾱ)·ε, diffusers' ``add_noise``; flow matching:
+    (1−σ)·x₀ + σ·ε, its ``scale_noise``), area-averaged to the first stage's canvas
+    (``scale`` 2: the coarse pass)."""
+    if init is None:
+        raise BadInput("a denoise strength below 1 needs the still's latent (image-to-video)")
+    C, F = noise.shape[:2]
+    if tuple(init.shape) != (C, F, noise.shape[2] * scale, noise.shape[3] * scale):
+        raise BadInput(f"the still's latent has shape {tuple(init.shape)}, the ring "
+                       f"{(C, F, noise.shape[2] * scale, noise.shape[3] * scale)}")  # fmt: skip
+    x0 = init.to(noise.device, torch.float32)
+    if scale > 1:
+        x0 = nnf.avg_pool2d(x0, scale)  # pools the last two axes (rows, columns) only
+    return rule.combine(x0, noise, level)
 
 
 def _noise(shape: tuple[int, ...], generator: torch.Generator, device: Any) -> torch.Tensor:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -440,6 +440,24 @@ def plan_stages(
         Stage("sphere", "sphere", 0, sphere_end, scale=2),
         *([Stage("windows", "windows", sphere_end, steps, scale=2)] if sphere_end < steps else []),
         *_with_tail([Stage("refine", "windows", refine_start, steps)], steps - tail),
+    ]
+
+
+def stages_from(stages: list[Stage], start: int) -> list[Stage]:
+    """The plan from step ``start`` on (image-to-video below strength 1): every stage cut to
+    ``[start, stop)``, stages that end before it dropped.
+
+    When a full-size stage already runs at ``start`` the coarse pass is left out too: it
+    exists to find the global layout from noise, which the still already gives, and its
+    re-noised upscale would replace the still's full-size detail.
+    """
+    if start <= 0:
+        return stages
+    full_size = any(s.scale == 1 and s.start <= start < s.stop for s in stages)
+    return [
+        replace(s, start=max(s.start, start))
+        for s in stages
+        if s.stop > start and not (full_size and s.scale != 1)
     ]
 
 

@@ -54,6 +54,9 @@ WAN_MODEL_FPS = 16.0
 WAN_TEXT_TOKENS = 512
 #: Latent frames of wrapped temporal context decoded (and dropped) before each chunk.
 DECODE_WARMUP = 4
+#: Latent frames after the first of the constant clip a still is encoded from (the last
+#: one is the still's ring latent; see :meth:`WanBackend.encode_still`).
+ENCODE_STILL_LATENT_FRAMES = 8
 #: Latent frames decoded per chunk (memory grows with it; cost is (chunk + warm-up) / chunk).
 DECODE_CHUNK = 8
 #: The folders of a Wan pipeline that are fetched and loaded (configs, tokenizer files).
@@ -402,6 +405,36 @@ class WanBackend:
             uncond, cond = out.chunk(2)
             out = uncond + guidance * (cond - uncond)
         return out[0].to(latents.device)
+
+    # ----------------------------------------------------------------------- encode
+
+    def encode_still(self, image: Any, frames: int) -> Any:
+        """A still (H, W, 3) float RGB in [0, 1] → its clean normalised latent
+        (C, frames, H/8, W/8), the same for every latent frame of the ring.
+
+        The causal VAE gives its first latent frame to one picture, and its cached
+        temporal context makes the next latent frames of a still settle only gradually
+        (on the tiny test VAE the change between successive latent frames falls from 0.24
+        to 0.04 over 8 groups), so a constant clip of 1 + 4·``ENCODE_STILL_LATENT_FRAMES``
+        frames is encoded and its last latent frame (a 4-frame group deep in the still
+        clip, like every frame of the ring) is repeated. Columns are padded with wrapped
+        pixels and cropped, as for decoding; the posterior's mean is used (the seeded
+        generator stays the sampler's alone).
+        """
+        import torch
+
+        from .backends import still_pixels
+
+        pixels, pad = still_pixels(image, self.vae_factor)
+        count = 1 + self.time_factor * ENCODE_STILL_LATENT_FRAMES
+        clip = pixels.unsqueeze(1).expand(-1, count, -1, -1)
+        vae = self.pipe.vae
+        with torch.inference_mode():
+            sample = clip.unsqueeze(0).to(_module_device(vae, self.device), vae.dtype)
+            mean = vae.encode(sample).latent_dist.mean[0, :, -1:].float().cpu()
+        mean = mean[..., pad : mean.shape[-1] - pad]
+        latent = (mean - self._mean) / self._std
+        return latent.repeat(1, frames, 1, 1)
 
     # ----------------------------------------------------------------------- decode
 
