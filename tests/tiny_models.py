@@ -19,6 +19,8 @@ from pathlib import Path
 
 #: Latent window of the tiny UNet (``sample_size``), in latent pixels.
 TINY_SAMPLE_SIZE = 8
+#: The tiny UNet's (and its motion adapter's) channels per level.
+TINY_UNET_CHANNELS = (32, 64)
 #: Frames the tiny motion adapter was "trained" for (its positional-embedding length).
 TINY_MAX_FRAMES = 32
 
@@ -34,27 +36,15 @@ def build_tiny_animatediff(folder: Path) -> Path:
         AnimateDiffPipeline,
         DDIMScheduler,
         MotionAdapter,
-        UNet2DConditionModel,
     )
     from transformers import CLIPTextModel
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    block_out_channels = (32, 64)
+    block_out_channels = TINY_UNET_CHANNELS
 
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=block_out_channels,
-        layers_per_block=1,
-        sample_size=TINY_SAMPLE_SIZE,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32,
-        norm_num_groups=2,
-        attention_head_dim=8,
-    )
+    unet = _tiny_unet2d()
     torch.manual_seed(0)
     scheduler = DDIMScheduler(
         beta_start=0.00085,
@@ -184,10 +174,12 @@ NEVER_READ = b"PanoLoop must never read this file"
 
 
 def _tiny_unet2d():
+    """The tiny SD-1.5-shaped UNet every tiny pipeline here uses (two levels, 32 and 64
+    channels, the motion adapter's ``block_out_channels`` too)."""
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
-        block_out_channels=(32, 64),
+        block_out_channels=TINY_UNET_CHANNELS,
         layers_per_block=1,
         sample_size=TINY_SAMPLE_SIZE,
         in_channels=4,
