@@ -20,8 +20,8 @@ Run: ``.venv/bin/python bench/generate_ray.py [--steps 6] [--workers 1,2] [--rep
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
-import shutil
 import statistics
 import sys
 import tempfile
@@ -33,12 +33,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-import ray  # noqa: E402
 import torch  # noqa: E402
 from tiny_models import build_tiny_animatediff  # noqa: E402
 
+from engine.cluster.connect import connected, parse_cluster  # noqa: E402
 from engine.generate import schedule as sch  # noqa: E402
-from engine.generate.cluster import RayTarget, connect, load_spec, ray_backend  # noqa: E402
+from engine.generate.cluster import load_spec, ray_backend  # noqa: E402
 from engine.generate.loading import inspect_model, load_animatediff  # noqa: E402
 from engine.generate.sampler import GenerateRequest, sample_latent  # noqa: E402
 from engine.progress import JobContext  # noqa: E402
@@ -80,7 +80,9 @@ def main() -> int:
     reference, _ = timed_sample(backend, request)
     print(f"{calls} model calls a step, {args.steps} steps, {args.repeats} repeats")
     start = time.perf_counter()
-    temp = connect(RayTarget("local", "local"))
+    local = parse_cluster("local", flag="--ray")
+    cluster = contextlib.ExitStack()  # the jobs below reuse this one local cluster
+    cluster.enter_context(connected(local))
     print(f"local cluster started in {time.perf_counter() - start:.1f} s")
     options = SimpleNamespace(model=str(model), motion_adapter=None, offline=True, device="cpu",
                               dtype="auto", window_frames=WINDOW_FRAMES, cpu_offload=False,
@@ -90,7 +92,7 @@ def main() -> int:
     try:
         for count in (int(n) for n in args.workers.split(",")):
             ctx = JobContext()
-            with ray_backend(RayTarget("local", "local"), count, spec, ctx) as remote:
+            with ray_backend(local, count, spec, ctx) as remote:
                 timed_sample(remote, warm_up)
                 plain, ray_s = [], []
                 for _ in range(args.repeats):  # interleaved, so a shared machine's drift
@@ -107,9 +109,7 @@ def main() -> int:
             )
         print(f"latents bit-identical to in-process: {not failed}")
     finally:
-        ray.shutdown()
-        if temp:
-            shutil.rmtree(temp, ignore_errors=True)
+        cluster.close()
     print(f"load average at end: {load_average()}")
     return 1 if failed else 0
 

@@ -38,9 +38,10 @@ from conftest import REPO
 from tiny_models import build_tiny_animatediff
 
 from engine import cli
+from engine.cluster.connect import connected, parse_cluster
 from engine.errors import JobCancelled, PanoLoopError
 from engine.generate import schedule as sch
-from engine.generate.cluster import RayTarget, connect, wait_all
+from engine.generate.cluster import wait_all
 from engine.generate.ring import gather, gather_mask, mark_written, scatter
 from engine.generate.sampler import _noise, _StepState, plan_waves
 from engine.generate.steprule import step_rule
@@ -126,11 +127,9 @@ def one_torch_thread():
 def local_cluster():
     """One local Ray cluster for the module, started as ``--ray local`` starts one
     (2 CPUs here, no dashboard); ``--ray local`` jobs in this process reuse it."""
-    temp = connect(RayTarget("local", "local"))
-    assert temp is not None and ray.is_initialized()
-    yield ray.cluster_resources()
-    ray.shutdown()
-    shutil.rmtree(temp, ignore_errors=True)
+    with connected(parse_cluster("local", flag="--ray")):
+        assert ray.is_initialized()
+        yield ray.cluster_resources()
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """``python -m engine render-cluster``: a Blender render step split over a Ray cluster.
 
     python -m engine render-cluster SCENE.blend --spec SPEC.json --out DIR
-        --cluster local|HOST:PORT|ray://HOST:PORT
+        --cluster local|auto|HOST[:PORT]|ray://HOST[:PORT]
         [--blender BLENDER | --blender-python PYTHON_WITH_BPY]
         [--cpus-per-task N] [--frames-per-task N] [--local-cpus N]
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..contract import BadInput
 from ..progress import JobContext
-from .connect import check_reachable, import_ray, parse_cluster
+from .connect import import_ray, parse_cluster
 from .renders import render_on_cluster
 
 HELP = "render a Blender scene's cameras or 360° frames as tasks on a Ray cluster"
@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cluster",
         required=True,
-        help="'local' (a Ray instance on this machine) or a running cluster's HOST:PORT",
+        help="'local' (a Ray instance on this machine), 'auto' (the one 'ray start' runs "
+        "here), or a running cluster's HOST[:PORT] or ray://HOST[:PORT]",
     )
     which = parser.add_mutually_exclusive_group()
     which.add_argument(
@@ -61,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     """Check every input (Ray, the spec, the address), then render; returns ``--out``."""
-    import_ray()
+    import_ray("--cluster")
     for name in ("cpus_per_task", "frames_per_task", "local_cpus"):
         if getattr(args, name) < 0:
             flag = "--" + name.replace("_", "-")
@@ -69,10 +70,9 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
     if not args.blend.is_file():
         raise BadInput(f"scene file not found: {args.blend}")
     spec = read_spec(args.spec)
-    address = parse_cluster(args.cluster)
+    address = parse_cluster(args.cluster, flag="--cluster")
     if args.local_cpus and not address.local:
         raise BadInput(f"--local-cpus applies to --cluster local, not to {args.cluster!r}")
-    check_reachable(address)
     return render_on_cluster(
         blend=args.blend,
         spec=spec,

@@ -45,6 +45,7 @@ from .. import contract
 from ..contract import BadInput, PanoLoopError
 from ..progress import JobContext
 from .connect import (
+    EXTENSION_DIR,
     ClusterAddress,
     check_reachable,
     connected,
@@ -52,9 +53,7 @@ from .connect import (
     largest_node_cpus,
 )
 
-#: The extension folder (``engine/`` and ``blender_addon/`` side by side).
-EXTENSION_DIR = Path(__file__).resolve().parents[2]
-#: What workers need of the extension, shipped with the job (Ray's ``py_modules``).
+#: What workers need of the extension (shipped with the job to a remote cluster).
 SHIPPED_PACKAGES = ("engine", "blender_addon")
 #: A Blender binary on a worker node, when it is not where the driver's Blender is.
 BLENDER_ENV = "PANOLOOP_BLENDER"
@@ -360,7 +359,7 @@ def render_on_cluster(
     """Render ``spec`` (a ``plans.RenderStep`` spec plus ``scene``) of ``blend`` on the
     cluster into ``out``, laid out as the single-machine render. ``cpus_per_task`` 0 =
     half the largest node's CPUs; ``frames_per_task`` 0 = about two tasks per slot."""
-    import_ray()  # refused before anything is written when Ray is missing
+    import_ray(address.flag)  # refused before anything is written when Ray is missing
     spec = check_spec(spec)
     out = contract.check_output_free(out)
     check_reachable(address)  # a wrong address is refused before the scene is packed
@@ -368,8 +367,7 @@ def render_on_cluster(
         scratch = staging / ".cluster-pack"
         scratch.mkdir()
         blend_bytes, resource_paths, version = pack_scene(Path(blend), blender, scratch, ctx)
-        runtime_env = {"py_modules": [str(EXTENSION_DIR / name) for name in SHIPPED_PACKAGES]}
-        with connected(address, local_cpus=local_cpus, runtime_env=runtime_env) as ray:
+        with connected(address, packages=SHIPPED_PACKAGES, local_cpus=local_cpus) as ray:
             largest = largest_node_cpus(ray)
             cpus = cpus_per_task or max(1, largest // 2)
             if cpus > largest:

@@ -28,35 +28,23 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import signal
 import socket
-import tempfile
-import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..cluster.connect import ClusterAddress, check_reachable, connected, import_ray, parse_cluster
 from ..errors import BadInput, PanoLoopError
 from ..progress import CancelToken, JobContext
 
-#: The Ray release the engine is tested with (the ``cluster`` extra pins it).
-RAY_REQUIREMENT = "ray==2.60.0"
-INSTALL_FIX = "pip install 'panoloop-engine[cluster]' (ray==2.60.0) into the engine's Python"
-#: Seconds a cluster's head gets to accept a TCP connection before the address is refused.
-PROBE_TIMEOUT_S = 3.0
 #: Seconds the workers get to be placed on the cluster before the job is refused.
 PLACEMENT_TIMEOUT_S = 30.0
 #: Seconds between cancellation checks while waiting on the workers.
 POLL_S = 0.1
-#: Where a local cluster keeps its session unless ``RAY_TMPDIR`` says (short: Ray's unix
-#: sockets live under it).
-LOCAL_TEMP_ROOT = "/tmp"
 #: Workers are named ``panoloop-generate-<job>-<k>`` (find them with ``ray list actors``).
 WORKER_NAME = "panoloop-generate"
 
@@ -64,43 +52,9 @@ WORKER_NAME = "panoloop-generate"
 # --------------------------------------------------------------------------- arguments
 
 
-@dataclass(frozen=True)
-class RayTarget:
-    """Which cluster runs the workers: ``kind`` is ``local`` (started for the job),
-    ``auto`` (the one ``ray start`` runs on this machine), ``gcs`` (HOST:PORT of a
-    head) or ``client`` (``ray://HOST:PORT``); ``text`` is what the user typed."""
-
-    text: str
-    kind: str
-    host: str | None = None
-    port: int | None = None
-
-
-def parse_target(text: str) -> RayTarget:
-    """``--ray`` → :class:`RayTarget`; BadInput naming the value when it is none of them."""
-    if text in ("local", "auto"):
-        return RayTarget(text, text)
-    kind = "client" if text.startswith("ray://") else "gcs"
-    host, sep, port = text.removeprefix("ray://").rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")  # [::1]:6379
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise BadInput(
-            f"--ray must be local, auto, HOST:PORT or ray://HOST:PORT, got {text!r}",
-            fix="e.g. --ray local, or the address `ray start --head` printed",
-        )
-    return RayTarget(text, kind, host, int(port))
-
-
-def require_ray() -> None:
-    """BadInput (one line, how to install it) when Ray cannot be imported."""
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        raise BadInput("--ray needs Ray, which is not installed", fix=INSTALL_FIX) from None
-
-
-def check_ray_arguments(ray: str | None, workers: int | None, device: str) -> RayTarget | None:
-    """The ``--ray`` flags, checked before anything loads; None without ``--ray``."""
+def check_ray_arguments(ray: str | None, workers: int | None, device: str) -> ClusterAddress | None:
+    """The ``--ray`` flags, checked before anything loads (the address parsed, Ray
+    importable, a head reachable: :mod:`engine.cluster.connect`); None without ``--ray``."""
     if ray is None:
         if workers is not None:
             raise BadInput(f"--ray-workers {workers} needs --ray (local or a cluster's address)")
@@ -112,8 +66,9 @@ def check_ray_arguments(ray: str | None, workers: int | None, device: str) -> Ra
             f"--device {device} with --ray: each worker picks its own device; "
             "use auto, cpu or cuda (one GPU per worker)"
         )
-    target = parse_target(ray)
-    require_ray()
+    target = parse_cluster(ray, flag="--ray")
+    import_ray(target.flag)
+    check_reachable(target)
     return target
 
 
@@ -364,7 +319,7 @@ class RayBackend:
     windows_per_call = None
 
     def __init__(
-        self, actors: list[Any], workers: list[dict], target: RayTarget, cancel: CancelToken
+        self, actors: list[Any], workers: list[dict], target: ClusterAddress, cancel: CancelToken
     ) -> None:
         self.actors = actors
         self.workers = workers
@@ -475,88 +430,6 @@ class RayBackend:
 # --------------------------------------------------------------------------- the cluster
 
 
-def probe(target: RayTarget) -> None:
-    """Refuse, within :data:`PROBE_TIMEOUT_S`, a head that does not accept connections
-    (``ray.init`` on a dead address retries for a long time)."""
-    try:
-        with socket.create_connection((target.host, target.port), timeout=PROBE_TIMEOUT_S):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        if isinstance(exc, TimeoutError | socket.timeout):
-            reason = f"no answer within {PROBE_TIMEOUT_S:g} s"
-        raise BadInput(
-            f"--ray {target.text}: no Ray cluster answers there ({reason})",
-            fix="start one with `ray start --head` on that machine, or check the address",
-        ) from None
-
-
-def engine_root() -> Path:
-    """The folder holding the ``engine`` package (workers import it from there)."""
-    return Path(__file__).resolve().parents[2]
-
-
-@contextlib.contextmanager
-def own_sigterm() -> Iterator[None]:
-    """Keep this process's SIGTERM handler across ``ray.init``, which installs its own
-    (exit at once): the CLI's (unwind like Ctrl-C) and the worker's (cancel at the next
-    step) must stay, so SIGTERM still ends the job cleanly, workers and cluster included."""
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGTERM) if main else None
-    try:
-        yield
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def connect(target: RayTarget) -> str | None:
-    """Connect this process to the cluster; the temporary folder of a local cluster
-    started here (shut down and removed by the caller), else None.
-
-    A process already connected (a test session, a notebook) keeps its connection for
-    ``local``. Workers of a local cluster import the engine from this checkout; a
-    remote cluster receives the ``engine`` package with the job (``py_modules``), so its
-    nodes need only Python and the engine's requirements.
-    """
-    import ray
-
-    quiet = {"log_to_driver": False, "logging_level": "WARNING"}
-    if target.kind == "local":
-        if ray.is_initialized():
-            return None
-        root = os.environ.get("RAY_TMPDIR") or LOCAL_TEMP_ROOT  # Ray's own variable first
-        root = root if os.path.isdir(root) else tempfile.gettempdir()
-        temp = tempfile.mkdtemp(prefix="panoloop-ray-", dir=root)
-        path = os.pathsep.join(p for p in (str(engine_root()), os.environ.get("PYTHONPATH")) if p)
-        with own_sigterm():
-            ray.init(
-                num_cpus=os.cpu_count() or 1,
-                include_dashboard=False,
-                _temp_dir=temp,
-                runtime_env={"env_vars": {"PYTHONPATH": path}},
-                **quiet,
-            )
-        return temp
-    if target.kind != "auto":
-        probe(target)
-    try:
-        with own_sigterm():
-            ray.init(
-                address=target.text,
-                runtime_env={"py_modules": [str(engine_root() / "engine")]},
-                **quiet,
-            )
-    except ConnectionError as exc:
-        raise BadInput(f"--ray {target.text}: {str(exc).splitlines()[0]}") from None
-    except RuntimeError as exc:  # e.g. a Python or Ray version that differs from the cluster's
-        raise PanoLoopError(
-            f"--ray {target.text}: {str(exc).splitlines()[0]}",
-            fix=f"run the same Python and {RAY_REQUIREMENT} on this machine as on the cluster",
-        ) from None
-    return None
-
-
 def worker_resources(count: int | None, device: str) -> tuple[int, str, dict[str, float]]:
     """(workers, device, resources of one worker), checked against the cluster's total:
     BadInput naming the numbers when it could never hold them all. (Resources other jobs
@@ -609,7 +482,7 @@ def place(count: int, need: dict[str, float], cancel: CancelToken) -> Any:
 
 @contextlib.contextmanager
 def ray_backend(
-    target: RayTarget, workers: int | None, spec: LoadSpec, ctx: JobContext
+    target: ClusterAddress, workers: int | None, spec: LoadSpec, ctx: JobContext
 ) -> Iterator[RayBackend]:
     """Connect, place and load the workers; yield the driver's backend; end everything.
 
@@ -620,7 +493,8 @@ def ray_backend(
     from ray.util.placement_group import remove_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    temp = connect(target)
+    cluster = contextlib.ExitStack()  # closed last: the workers end before the cluster
+    cluster.enter_context(connected(target))
     actors: list[Any] = []
     group = None
     try:
@@ -652,6 +526,4 @@ def ray_backend(
         if group is not None:
             with contextlib.suppress(Exception):
                 remove_placement_group(group)
-        if temp is not None:
-            ray.shutdown()
-            shutil.rmtree(temp, ignore_errors=True)
+        cluster.close()
