@@ -134,6 +134,8 @@ def test_scene_360_mono_and_top_bottom_stereo_are_tagged(exported: Path) -> None
     assert mono_frames[0].shape == (16, 32, 3) and stereo_frames[0].shape == (32, 32, 3)
     manifest = json.loads((exported / "vr" / "manifest.json").read_text())
     assert manifest["scene_360_stereo"] == "scene_360_TB"
+    # Rendered here, not on a Render Cluster (test_ray_render.py has the cluster's record).
+    assert manifest["render_cluster"] == {"scene_360": None, "scene_360_TB": None}
 
 
 def test_multicam_has_render_and_reprojection_clips(exported: Path) -> None:

@@ -5,7 +5,9 @@ head with 2 CPUs started for the module (``ray start --head --block``, stopped b
 pid at the end), which every driver joins by address; tasks get 1 CPU each, so 2 run at
 once. Behaviour, not plumbing: the frames are compared pixel for pixel with the same
 scene rendered on this machine in one Blender (all threads), a worker is killed for
-real mid-job, a cancel is sent through the worker protocol.
+real mid-job, a cancel is sent through the worker protocol. The add-on's operators
+(*Render All Cameras*, *Export for VR* with Scene 360°) run in the bpy module with the
+built extension, the Render Cluster preference set and not.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ import numpy as np
 import pytest
 
 pytest.importorskip("ray", reason="the cluster extra: pip install -e '.[test]'")
-from engine.media import frame_path, panorama_manifest, read_image, write_image, write_manifest  # noqa: E402
+from engine.media import (  # noqa: E402
+    frame_path,
+    panorama_manifest,
+    read_image,
+    read_mp4,
+    write_image,
+    write_manifest,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMES = 4
@@ -177,9 +186,11 @@ def assert_same_frames(plain: Path, cluster: Path) -> int:
         a, b = read_image(plain / relative), read_image(cluster / relative)
         assert np.array_equal(a, b), (relative, np.abs(a.astype(int) - b).max())
     if (plain / "manifest.json").is_file():  # a render step's own folder (not multicam's copy)
-        assert json.loads((plain / "manifest.json").read_text()) == json.loads(
-            (cluster / "manifest.json").read_text()
-        )
+        manifest = json.loads((cluster / "manifest.json").read_text())
+        record = manifest.pop("cluster")  # how it was rendered: the one added field
+        assert record["engine"] == "ray" and record["tasks"], record
+        assert all(t["hostname"] == socket.gethostname() for t in record["tasks"]), record
+        assert json.loads((plain / "manifest.json").read_text()) == manifest
     return len(files)
 
 
@@ -255,6 +266,8 @@ def test_a_killed_worker_is_retried_and_the_360_frames_still_match(
     assert "task 0 (360° frames 1-2) failed" in text and "retrying once" in text, text
     assert "task 0 (360° frames 1-2) attempt 2: worker pid" in text
     assert assert_same_frames(scene / "plain-360", out) == FRAMES
+    tasks = json.loads((out / "manifest.json").read_text())["cluster"]["tasks"]
+    assert [t["attempts"] for t in tasks] == [2, 1], tasks
     assert leftovers(tmp_path) == [] and wait_gone(10) == []
 
 
@@ -329,6 +342,38 @@ def test_without_ray_the_command_says_how_to_install_it(scene: Path, tmp_path: P
     assert not out.exists() and leftovers(tmp_path) == []
 
 
+@pytest.fixture(scope="module")
+def extension_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The extension built from this checkout with the bpy module's own extension tool."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("bpy")
+    tools = sorted(Path(spec.origin).parent.glob("*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
+    if not tools:
+        pytest.skip("bpy ships no blender_ext.py extension tool")
+    folder = tmp_path_factory.mktemp("extension")
+    build = [sys.executable, str(tools[-1]), "build", "--source-dir", str(REPO)]
+    done = subprocess.run([*build, "--output-dir", str(folder)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (zip_path,) = folder.glob("panoloop-*.zip")
+    return zip_path
+
+
+def run_in_blender(script: str, extension: Path, tmp_path: Path, config: dict) -> dict:
+    """Run an operator script in the bpy module's Python with the extension installed
+    into a fresh home (outputs under ``tmp_path/outputs``); what it saw (``seen.json``)."""
+    (tmp_path / "home").mkdir(parents=True)
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "operators.py").write_text(script)
+    config = {**config, "zip": str(extension), "tmp": str(tmp_path)}
+    env = dict(ray_env(), HOME=str(tmp_path / "home"), PYTHONPATH="")
+    done = subprocess.run([sys.executable, str(tmp_path / "operators.py"), json.dumps(config)],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
+                          stdin=subprocess.DEVNULL)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((tmp_path / "seen.json").read_text())
+
+
 OPERATOR_SCRIPT = textwrap.dedent(
     """
     import json, sys
@@ -369,35 +414,15 @@ OPERATOR_SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_render_all_cameras_on_a_render_cluster_gives_the_same_frames(
-    scene: Path, ray_head: str, tmp_path: Path
+    scene: Path, ray_head: str, extension_zip: Path, tmp_path: Path
 ) -> None:
     """The built extension in the bpy module: *Render All Cameras* with Render Cluster
     set to the running head's address (run in place, background mode) and to ``local``
     (the engine's Python starts Ray with this machine's CPUs; as the UI's runner job),
     1 CPU per task, writes the same camera frames, pixel for pixel, as without it, and
     the same multicam folder layout."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("bpy")
-    tools = sorted(Path(spec.origin).parent.glob("*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
-    if not tools:
-        pytest.skip("bpy ships no blender_ext.py extension tool")
-    build = [sys.executable, str(tools[-1]), "build", "--source-dir", str(REPO)]
-    done = subprocess.run([*build, "--output-dir", str(tmp_path)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-    (zip_path,) = tmp_path.glob("panoloop-*.zip")
-    (tmp_path / "home").mkdir()
-    (tmp_path / "outputs").mkdir()
-    script = tmp_path / "operators.py"
-    script.write_text(OPERATOR_SCRIPT)
-    config = {"zip": str(zip_path), "tmp": str(tmp_path), "loop": str(scene / "loop")}
-    config["head"] = ray_head
-    env = dict(ray_env(), HOME=str(tmp_path / "home"), PYTHONPATH="")
-    done = subprocess.run([sys.executable, str(script), json.dumps(config)], capture_output=True,
-                          text=True, env=env, cwd=tmp_path, timeout=600,
-                          stdin=subprocess.DEVNULL)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    seen = json.loads((tmp_path / "seen.json").read_text())
+    config = {"loop": str(scene / "loop"), "head": ray_head}
+    seen = run_in_blender(OPERATOR_SCRIPT, extension_zip, tmp_path, config)
     state = seen.pop("async_state")
     assert state[0] == "DONE", state
     assert all(v == ["FINISHED"] for v in seen.values()), seen
@@ -410,3 +435,68 @@ def test_render_all_cameras_on_a_render_cluster_gives_the_same_frames(
             p.relative_to(cluster) for p in cluster.rglob("*") if "renders" not in p.parts
         )
     assert leftovers(tmp_path / "outputs") == []
+
+
+EXPORT_VR_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    import bpy
+
+    config = json.loads(sys.argv[1])
+    tmp = Path(config["tmp"])
+    seen = {}
+    seen["install"] = sorted(bpy.ops.extensions.package_install_files(
+        filepath=config["zip"], repo="user_default", enable_on_install=True))
+    prefs = bpy.context.preferences.addons["bl_ext.user_default.panoloop"].preferences
+    prefs.engine_python = sys.executable
+    prefs.output_dir = str(tmp / "outputs")
+    scene = bpy.context.scene  # the default cube, camera and light
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 2
+    scene.cycles.use_denoising = False
+    scene.cycles.seed = 3
+    seen["apply"] = sorted(bpy.ops.panoloop.apply_world(directory=config["loop"]))
+    scene.world.cycles.sampling_method = "NONE"
+    scene.frame_start, scene.frame_end = 1, 4
+    packages = []
+    for cluster in ("", "local"):  # this machine, then a local Ray cluster (1 CPU a task)
+        prefs.render_cluster, prefs.render_cluster_cpus = cluster, 1
+        seen[cluster or "plain"] = sorted(bpy.ops.panoloop.export_vr(mono_360=True, width_360=64))
+        packages.append(scene.panoloop.last_vr_package)
+    seen["packages"] = packages
+    (tmp / "seen.json").write_text(json.dumps(seen))
+    """
+)
+
+
+@pytest.mark.slow
+def test_export_vr_on_a_render_cluster_gives_the_same_360_frames(
+    extension_zip: Path, tmp_path: Path
+) -> None:
+    """*Export for VR* with Scene 360° (the built extension in the bpy module, background
+    mode): with Render Cluster ``local`` its 360° renders run as ``render-cluster`` tasks
+    on a Ray cluster started for them, and the package holds the same frames, pixel for
+    pixel, as the export on this machine; its manifest says where they were rendered."""
+    loop = write_loop(tmp_path / "loop")
+    blender = tmp_path / "blender"
+    seen = run_in_blender(EXPORT_VR_SCRIPT, extension_zip, blender, {"loop": str(loop)})
+    plain, cluster = (Path(p) for p in seen.pop("packages"))
+    assert all(v == ["FINISHED"] for v in seen.values()), seen
+    assert plain != cluster and plain.parent == cluster.parent == blender / "outputs"
+    frames = "scene_360/frames"
+    assert assert_same_frames(plain / frames, cluster / frames) == 4
+    mono = "scene_360/scene_360.mp4"
+    for a, b in zip(read_mp4(plain / mono)[0], read_mp4(cluster / mono)[0], strict=True):
+        assert np.array_equal(a, b)
+    assert sorted(p.relative_to(plain) for p in plain.rglob("*")) == sorted(
+        p.relative_to(cluster) for p in cluster.rglob("*")
+    )
+    here, there = (json.loads((p / "manifest.json").read_text()) for p in (plain, cluster))
+    assert here.pop("render_cluster") == {"scene_360": None}
+    record = there.pop("render_cluster")["scene_360"]
+    assert (record["engine"], record["address"]) == ("ray", "local"), record
+    assert record["tasks"] and all(t["task"].startswith("360° frames") for t in record["tasks"])
+    assert all(t["hostname"] == socket.gethostname() for t in record["tasks"]), record
+    assert {**here, "timings": None} == {**there, "timings": None}
+    assert leftovers(plain.parent) == []

@@ -12,7 +12,8 @@ The driver (this machine, the engine's Python; never Blender's UI thread):
    camera) with as many Cycles threads as CPUs it was given, and streams back progress,
    then the frame files' bytes and the manifest;
 4. **place** — the driver writes the frames into a temporary sibling of the output, in
-   the same layout as the single-machine render, and renames it into place whole.
+   the same layout as the single-machine render, and renames it into place whole; the
+   manifest is that render's plus ``cluster`` (:func:`cluster_record`: where each task ran).
 
 Progress is the sum of the tasks'. A task that fails (a Blender error, a killed worker)
 is submitted once more; a second failure ends the job with the task's log tail. Cancel,
@@ -80,6 +81,8 @@ class Task:
     rendered: int = 0
     manifest: dict[str, Any] | None = None
     files: list[str] = field(default_factory=list)
+    #: Hostname of the node that ran the last attempt.
+    node: str = ""
 
 
 # --------------------------------------------------------------------------- the plan
@@ -382,8 +385,19 @@ def render_on_cluster(
             with ctx.timed("tasks"):
                 manifest = run_tasks(ray, tasks, blend_bytes, resources, job, blender, cpus,
                                      staging, ctx)  # fmt: skip
-        contract.write_manifest(staging, manifest)
+        contract.write_manifest(staging, {**manifest, "cluster": cluster_record(address, tasks)})
     return out
+
+
+def cluster_record(address: ClusterAddress, tasks: list[Task]) -> dict[str, Any]:
+    """How the step was rendered, for its manifest (``cluster``, as ``generate --ray``
+    records its workers): Ray, the address kind (``local``, ``auto``, ``gcs``,
+    ``client``), and per task its frames, the node that rendered it and its attempts."""
+    return {
+        "engine": "ray",
+        "address": address.kind,
+        "tasks": [{"task": t.label, "hostname": t.node, "attempts": t.attempts} for t in tasks],
+    }
 
 
 def run_tasks(
@@ -441,6 +455,7 @@ def _take(item: dict[str, Any], task: Task, staging: Path) -> None:
     """One streamed item of a task: log it, count it, or write its file into ``staging``."""
     kind = item.get("kind")
     if kind == "started":
+        task.node = str(item["node"])
         where = f"worker pid {item['pid']} on {item['node']}"
         print(f"task {task.index} ({task.label}) attempt {task.attempts}: {where}",
               file=sys.stderr, flush=True)  # fmt: skip

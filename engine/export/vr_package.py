@@ -11,7 +11,8 @@ request, 360° renders of the composed scene; the engine writes the final folder
                        and its frames
       scene_360_TB/    with --scene-360-stereo: spherical stereo, top-bottom, left eye on
                        top (scene_360_TB.mp4, st3d = top-bottom) and its frames
-      manifest.json    kind ``vr_package``
+      manifest.json    kind ``vr_package``; ``render_cluster``: per 360° folder, the
+                       Ray record of a render on a Render Cluster (None: this machine)
 
 Everything is written into a temporary sibling and renamed into place whole. Only the
 standard library is imported at the top.
@@ -132,6 +133,11 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
                 "webxr": f"{PANORAMA_DIR}/{WEBXR_DIR}/index.html",
                 "scene_360": MONO_360_DIR if MONO_360_DIR in renders else None,
                 "scene_360_stereo": STEREO_360_DIR if STEREO_360_DIR in renders else None,
+                # Where each 360° render ran: its Ray record (None: on this machine).
+                "render_cluster": {
+                    folder: (frames.manifest or {}).get("cluster")
+                    for folder, (_, _, frames) in renders.items()
+                },
                 "timings": ctx.timings,
             },
         )
