@@ -360,10 +360,11 @@ def extension_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_in_blender(script: str, extension: Path, tmp_path: Path, config: dict) -> dict:
-    """Run an operator script in the bpy module's Python with the extension installed
-    into a fresh home (outputs under ``tmp_path/outputs``); what it saw (``seen.json``)."""
+    """Run :data:`SCRIPT_START` and then ``script`` in the bpy module's Python, in a fresh
+    home (outputs under ``tmp_path/outputs``); what the script saw (its ``seen``)."""
     (tmp_path / "home").mkdir(parents=True)
     (tmp_path / "outputs").mkdir()
+    script = f"{SCRIPT_START}{script}(tmp / 'seen.json').write_text(json.dumps(seen))\n"
     (tmp_path / "operators.py").write_text(script)
     config = {**config, "zip": str(extension), "tmp": str(tmp_path)}
     env = dict(ray_env(), HOME=str(tmp_path / "home"), PYTHONPATH="")
@@ -374,7 +375,10 @@ def run_in_blender(script: str, extension: Path, tmp_path: Path, config: dict) -
     return json.loads((tmp_path / "seen.json").read_text())
 
 
-OPERATOR_SCRIPT = textwrap.dedent(
+#: What both operator scripts start with: the extension installed and enabled, the
+#: engine's Python = this one, the startup scene (cube, camera, light) rendering with
+#: Cycles at a tiny size, the 4-frame loop on its World. ``seen`` collects the results.
+SCRIPT_START = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
@@ -396,6 +400,11 @@ OPERATOR_SCRIPT = textwrap.dedent(
     seen["apply"] = sorted(bpy.ops.panoloop.apply_world(directory=config["loop"]))
     scene.world.cycles.sampling_method = "NONE"
     scene.frame_start, scene.frame_end = 1, 4
+    """
+)
+
+OPERATOR_SCRIPT = textwrap.dedent(
+    """
     seen["plain"] = sorted(bpy.ops.panoloop.render_multicam())
     prefs.render_cluster = config["head"]  # joining a running cluster, in place
     prefs.render_cluster_cpus = 1
@@ -407,7 +416,6 @@ OPERATOR_SCRIPT = textwrap.dedent(
     job = runner.current()
     runner.wait(job, timeout=400)
     seen["async_state"] = [job.state, job.message]
-    (tmp / "seen.json").write_text(json.dumps(seen))
     """
 )
 
@@ -439,33 +447,12 @@ def test_render_all_cameras_on_a_render_cluster_gives_the_same_frames(
 
 EXPORT_VR_SCRIPT = textwrap.dedent(
     """
-    import json, sys
-    from pathlib import Path
-    import bpy
-
-    config = json.loads(sys.argv[1])
-    tmp = Path(config["tmp"])
-    seen = {}
-    seen["install"] = sorted(bpy.ops.extensions.package_install_files(
-        filepath=config["zip"], repo="user_default", enable_on_install=True))
-    prefs = bpy.context.preferences.addons["bl_ext.user_default.panoloop"].preferences
-    prefs.engine_python = sys.executable
-    prefs.output_dir = str(tmp / "outputs")
-    scene = bpy.context.scene  # the default cube, camera and light
-    scene.render.engine = "CYCLES"
-    scene.cycles.samples = 2
-    scene.cycles.use_denoising = False
-    scene.cycles.seed = 3
-    seen["apply"] = sorted(bpy.ops.panoloop.apply_world(directory=config["loop"]))
-    scene.world.cycles.sampling_method = "NONE"
-    scene.frame_start, scene.frame_end = 1, 4
     packages = []
     for cluster in ("", "local"):  # this machine, then a local Ray cluster (1 CPU a task)
         prefs.render_cluster, prefs.render_cluster_cpus = cluster, 1
         seen[cluster or "plain"] = sorted(bpy.ops.panoloop.export_vr(mono_360=True, width_360=64))
         packages.append(scene.panoloop.last_vr_package)
     seen["packages"] = packages
-    (tmp / "seen.json").write_text(json.dumps(seen))
     """
 )
 
