@@ -437,11 +437,15 @@ def test_render_all_cameras_on_a_render_cluster_gives_the_same_frames(
     plain, *clustered = sorted((tmp_path / "outputs").iterdir())  # in the order they ran
     assert len(clustered) == 2
     names = sorted(p.relative_to(plain) for p in plain.rglob("*") if "renders" not in p.parts)
-    for cluster in clustered:  # in place (background mode), then the UI's runner job
+    assert json.loads((plain / "manifest.json").read_text())["render_cluster"] is None
+    # In place (background mode) on the head, then the UI's runner job on a local cluster.
+    for cluster, kind in zip(clustered, ("gcs", "local"), strict=True):
         assert assert_same_frames(plain / "renders", cluster / "renders") == 4
         assert names == sorted(
             p.relative_to(cluster) for p in cluster.rglob("*") if "renders" not in p.parts
         )
+        record = json.loads((cluster / "manifest.json").read_text())["render_cluster"]
+        assert (record["engine"], record["address"]) == ("ray", kind), record
     assert leftovers(tmp_path / "outputs") == []
 
 

@@ -99,9 +99,18 @@ def run(args: argparse.Namespace, ctx: JobContext) -> Path:
         instants=args.instants,
         source_path=args.panorama,
         renders=renders,
+        render_cluster=render_cluster_of(args.renders) if renders else None,
         yaw_degrees=args.yaw,
         display=display,
     )
+
+
+def render_cluster_of(folder: Path) -> dict | None:
+    """Where the Blender renders in ``folder`` ran: their manifest's Ray record
+    (``render-cluster`` writes one), None when they were rendered on one machine."""
+    from ..media import read_manifest
+
+    return read_manifest(folder, kind=KIND_BLENDER_RENDERS).get("cluster")
 
 
 def check_renders(folder: Path, cameras: list, loop_frames: int) -> dict[str, list[Path]]:

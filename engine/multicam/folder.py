@@ -31,6 +31,7 @@ def render_multicam(
     instants: int = 4,
     source_path: Path | None = None,
     renders: dict[str, list[Path]] | None = None,
+    render_cluster: dict[str, Any] | None = None,
     yaw_degrees: float = 0.0,
     display: Any = None,
 ) -> Path:
@@ -38,7 +39,8 @@ def render_multicam(
 
     ``renders`` (camera name → Blender frames, see :func:`check_renders`) are copied to
     ``renders/<camera>/``, encoded as ``<camera>_render.mp4`` and shown in the contact
-    sheet under the camera's reprojected row. ``display`` (an
+    sheet under the camera's reprojected row; ``render_cluster`` is where they ran (the
+    Ray record of ``render-cluster``; None: one machine), kept in the manifest. ``display`` (an
     :class:`engine.colour.DisplayTransform`; default Blender's AgX through ``$OCIO``)
     tone-maps HDR frames for the MP4s and the contact sheet.
     """
@@ -108,6 +110,7 @@ def render_multicam(
                     }
                     for c in cameras
                 ],
+                "render_cluster": render_cluster,
                 "contact_sheet": SHEET_NAME,
                 "cameras_file": CAMERAS_NAME,
                 "reference_camera": cameras[0].name,
