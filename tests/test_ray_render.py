@@ -27,6 +27,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("ray", reason="the cluster extra: pip install -e '.[test]'")
+from engine.cluster.connect import parse_cluster  # noqa: E402
+from engine.contract import BadInput  # noqa: E402
 from engine.media import (  # noqa: E402
     frame_path,
     panorama_manifest,
@@ -325,6 +327,33 @@ def test_an_unreachable_address_is_refused_within_seconds_naming_it(
     assert len(lines) == 1 and f"cannot reach the Ray cluster at {address}" in lines[0], lines
     assert said in lines[0]
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+ADDRESSES = [
+    ("local", "local", "local"),
+    ("auto", "auto", "auto"),
+    ("head", "gcs", "head:6379"),
+    ("10.0.0.9:7000", "gcs", "10.0.0.9:7000"),
+    ("[::1]", "gcs", "[::1]:6379"),
+    ("[fe80::1]:7000", "gcs", "[fe80::1]:7000"),
+    ("ray://head", "client", "ray://head:10001"),
+    (" ray://[::1]:9 ", "client", "ray://[::1]:9"),
+]
+
+
+@pytest.mark.parametrize(("text", "kind", "address"), ADDRESSES)
+def test_every_address_form_with_its_default_port(text: str, kind: str, address: str) -> None:
+    """The one parser of ``--cluster`` and ``--ray``: what Ray is given for each form."""
+    parsed = parse_cluster(text, flag="--ray")
+    assert (parsed.kind, parsed.ray_address, parsed.flag) == (kind, address, "--ray")
+
+
+@pytest.mark.parametrize("text", ["::1", "head:0", "head:70000", "head:port", "a b", "ray://",
+                                  "", "[::1]x", "user@head:6379"])  # fmt: skip
+def test_a_malformed_address_names_the_flag_and_the_value(text: str) -> None:
+    with pytest.raises(BadInput) as refused:
+        parse_cluster(text, flag="--cluster")
+    assert str(refused.value).startswith(f"--cluster {text!r}")
 
 
 def test_without_ray_the_command_says_how_to_install_it(scene: Path, tmp_path: Path) -> None:

@@ -149,8 +149,8 @@ def check_reachable(address: ClusterAddress, timeout: float = REACH_TIMEOUT_S) -
     raise BadInput(
         f"{address.given}: cannot reach the Ray cluster at {address.endpoint} "
         f"({reason} within {timeout:g} s)",
-        "start it there with 'ray start --head', or correct the address "
-        "(in Blender: the Render Cluster preference)",
+        "start it there with 'ray start --head', or correct the address"
+        + (" (in Blender: the Render Cluster preference)" if address.flag == "--cluster" else ""),
     )
 
 
@@ -254,14 +254,14 @@ def _init_error(exc: Exception, address: ClusterAddress) -> PanoLoopError:
             f"{address.given}: could not start Ray on this machine: {first}",
             "a local cluster needs a machine that is not overloaded; try again",
         )
-    where = "this machine's cluster" if address.kind == AUTO else address.endpoint
+    where = "on this machine" if address.kind == AUTO else f"at {address.endpoint}"
     if isinstance(exc, ConnectionError):
         return BadInput(
-            f"{address.given}: no Ray cluster to join at {where}: {first}",
+            f"{address.given}: no Ray cluster to join {where}: {first}",
             "start one with 'ray start --head', or correct the address",
         )
     return PanoLoopError(
-        f"{address.given}: could not join {where}: {first}",
+        f"{address.given}: could not join the Ray cluster {where}: {first}",
         f"run the same Python and {RAY_REQUIREMENT} here as on the cluster; check "
         "'ray status --address ADDRESS' on the head (a cluster with token authentication "
         "needs its token here too, ~/.ray/auth_token)",
