@@ -348,8 +348,8 @@ def test_every_address_form_with_its_default_port(text: str, kind: str, address:
     assert (parsed.kind, parsed.ray_address, parsed.flag) == (kind, address, "--ray")
 
 
-@pytest.mark.parametrize("text", ["::1", "head:0", "head:70000", "head:port", "a b", "ray://",
-                                  "", "[::1]x", "user@head:6379"])  # fmt: skip
+@pytest.mark.parametrize("text", ["::1", "head:0", "head:70000", "head:port", "head:²", "a b",
+                                  "ray://", "", "[::1]x", "user@head:6379"])  # fmt: skip
 def test_a_malformed_address_names_the_flag_and_the_value(text: str) -> None:
     with pytest.raises(BadInput) as refused:
         parse_cluster(text, flag="--cluster")

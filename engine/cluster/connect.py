@@ -130,7 +130,8 @@ def parse_cluster(text: str, flag: str = "--cluster") -> ClusterAddress:
             "give the address 'ray start --head' printed (e.g. 192.168.1.20:6379), or local",
         )
     default = DEFAULT_CLIENT_PORT if client else DEFAULT_PORT
-    port = int(port_text) if port_text.isdigit() else default if not port_text else -1
+    digits = port_text.isascii() and port_text.isdigit()
+    port = int(port_text) if digits else default if not port_text else -1
     if not 0 < port < 65536:
         raise BadInput(f"{flag} {text!r}: the port must be a number from 1 to 65535")
     return ClusterAddress(value, "client" if client else "gcs", host, port, flag)
