@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -151,6 +152,7 @@ def ray_head() -> str:
     finally:
         head.send_signal(signal.SIGTERM)
         head.wait(timeout=60)
+        shutil.rmtree(temp, ignore_errors=True)  # the head's session and log
 
 
 def spec_file(root: Path, name: str, **spec) -> Path:
