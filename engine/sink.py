@@ -38,10 +38,13 @@ from .media import (
     PREVIEW_PRESET,
     frame_path,
     open_mp4,
+    write_exr,
     write_image,
 )
 from .progress import JobContext
 
+#: Parts whose CPU seconds (of the sink's own threads) :meth:`FrameSink.timings` reports.
+CPU_PARTS = ("write_frames_cpu", "tone_map_cpu", "encode_preview_cpu")
 #: Frames waiting in each queue: enough to ride out a slow write, 24 MB each at 2048×1024.
 QUEUE_DEPTH = 3
 #: Frame-writing threads: two keep up with the renderer on 2–16 cores (bench/animate.py).
@@ -105,7 +108,10 @@ class FrameSink:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._errors: list[BaseException] = []
-        self._spent = {"write_frames": 0.0, "tone_map": 0.0, "encode_preview": 0.0, "wait": 0.0}
+        self._spent = dict.fromkeys(("write_frames", "tone_map", "encode_preview", "wait"), 0.0)
+        # CPU seconds of the sink's own threads (time.thread_time), per part: on a
+        # machine whose cores are all busy, CPU is what each part really costs.
+        self._spent.update(dict.fromkeys(CPU_PARTS, 0.0))
         self._counts = {"write": 0, "preview": 0}
         self._threads = [
             threading.Thread(target=self._write_loop, name=f"panoloop-write-{i}", daemon=True)
@@ -157,8 +163,10 @@ class FrameSink:
         self._raise_first_error()
 
     def timings(self) -> dict[str, float]:
-        """Seconds spent per part: writing frames and tone mapping / encoding (summed over
-        their threads), and the producer's waits on full queues and at the end."""
+        """Seconds spent per part: writing frames and tone mapping / encoding (wall,
+        summed over their threads), the producer's waits on full queues and at the end,
+        and the CPU seconds of the writer and preview threads (``*_cpu``; ffmpeg's own
+        CPU is not included)."""
         with self._lock:
             return {k: round(v, 4) for k, v in self._spent.items()}
 
@@ -206,9 +214,11 @@ class FrameSink:
             self._errors.append(exc)
         self._stop.set()
 
-    def _add(self, part: str, seconds: float) -> None:
+    def _add(self, part: str, seconds: float, cpu: float | None = None) -> None:
         with self._lock:
             self._spent[part] += seconds
+            if cpu is not None:
+                self._spent[f"{part}_cpu"] += cpu
 
     def _count(self, stage: str) -> int:
         with self._lock:
@@ -216,6 +226,7 @@ class FrameSink:
             return self._counts[stage]
 
     def _write_loop(self) -> None:
+        planes = None
         while True:
             item = self._writes.get()
             if item is None or self._stop.is_set():
@@ -224,10 +235,14 @@ class FrameSink:
                 continue
             index, frame = item
             try:
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.thread_time()
                 path = frame_path(self.folder, index, frame.dtype)
-                write_image(path, frame, exr_codec=self.exr_codec)
-                self._add("write_frames", time.perf_counter() - start)
+                if path.suffix == ".exr":
+                    # Each writer converts into its own half planes, allocated once.
+                    planes = write_exr(path, frame, self.exr_codec, planes)
+                else:
+                    write_image(path, frame)
+                self._add("write_frames", time.perf_counter() - start, time.thread_time() - cpu)
                 self.ctx.progress("write", self._count("write"), self.total)
             except BaseException as exc:  # handed to the producer, which raises it
                 self._fail(exc)
@@ -235,9 +250,9 @@ class FrameSink:
     def _preview_loop(self) -> None:
         try:
             for shown in self._preview_frames():
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.thread_time()
                 self._encoder.send(np.ascontiguousarray(shown))
-                self._add("encode_preview", time.perf_counter() - start)
+                self._add("encode_preview", time.perf_counter() - start, time.thread_time() - cpu)
                 self.ctx.progress("preview", self._count("preview"), self.total)
         except _Stopped:
             pass
@@ -258,9 +273,9 @@ class FrameSink:
                 if frame is None and not self._stop.is_set():
                     return
                 raise _Stopped
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             shown = self.display.to_uint8(preview_frame(frame), threads=1)
-            self._add("tone_map", time.perf_counter() - start)
+            self._add("tone_map", time.perf_counter() - start, time.thread_time() - cpu)
             yield shown
 
 

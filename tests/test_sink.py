@@ -170,3 +170,56 @@ def test_sink_preview_of_a_wide_frame_is_scaled_down(tmp_path):
     video, _ = read_mp4(tmp_path / "p.mp4")
     assert [f.shape for f in video] == [(512, 1024, 3)] * 2
     assert read_image(list_frames(frames)[1]).shape == (1024, 2048, 3)
+
+
+def test_writers_reuse_their_half_planes_and_piz_stays_bit_exact(tmp_path):
+    """A writer converts every frame into the same half planes; with PIZ each frame on
+    disk is still exactly its own half-float rounding (no frame leaks into the next),
+    and the sink's frames match write_image's."""
+    from engine.media import write_exr
+
+    rng = np.random.default_rng(3)
+    first = rng.gamma(0.5, 2.0, (32, 64, 3)).astype(np.float32)
+    second = rng.gamma(0.5, 8.0, (32, 64, 3)).astype(np.float32)
+    planes = write_exr(tmp_path / "a.exr", first, "piz")
+    again = write_exr(tmp_path / "b.exr", second, "piz", planes)
+    assert again is planes  # the same buffer, filled again
+    for name, frame in (("a", first), ("b", second)):
+        back = read_image(tmp_path / f"{name}.exr")
+        np.testing.assert_array_equal(back, frame.astype(np.float16).astype(np.float32))
+    # A buffer of another size is not used (a new one is made).
+    other = write_exr(tmp_path / "c.exr", first[:16], "piz", planes)
+    assert other is not planes and other.shape == (3, 16, 64)
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    with FrameSink(frames, 6, display=display_transform("Standard"), exr_codec="piz") as sink:
+        for t in range(6):
+            sink.put(t, first * np.float32(t + 1))
+        sink.finish()
+    for t, path in enumerate(list_frames(frames)):
+        expected = (first * np.float32(t + 1)).astype(np.float16).astype(np.float32)
+        np.testing.assert_array_equal(read_image(path), expected)
+    assert sink.timings()["write_frames_cpu"] > 0
+
+
+def test_dwa_frames_carry_the_chosen_level_and_its_error(tmp_path, hdri_dir):
+    """DWAB frames are written at DWA_LEVEL (in the file's header, so any reader knows)
+    and stay within the error the README states for it on detail-dense HDR content (the
+    forest at 512×256: measured p99.9 9.9 % of values above 2^-4), highlights kept."""
+    import cv2
+    import OpenEXR
+
+    from engine.media import DWA_LEVEL, write_exr
+
+    image = cv2.resize(read_image(hdri_dir / "forest.exr"), (512, 256), cv2.INTER_AREA)
+    path = tmp_path / "frame.exr"
+    write_exr(path, image, "dwab")
+    header = OpenEXR.File(str(path)).header()
+    assert header["compression"] == OpenEXR.DWAB_COMPRESSION
+    assert header["dwaCompressionLevel"] == pytest.approx(DWA_LEVEL)
+    stored = image.astype(np.float16).astype(np.float32)
+    back = read_image(path)
+    bright = stored > 2.0**-4
+    rel = np.abs(back - stored)[bright] / stored[bright]
+    assert np.quantile(rel, 0.999) < 0.12 and back.max() > 0.5 * stored.max()
