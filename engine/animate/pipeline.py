@@ -436,15 +436,16 @@ def animate_panorama(
     ctx.cancel.check()
     with atomic_output_dir(req.out) as tmp, ThreadPoolExecutor(1, "panoloop-motion") as saver:
         # 3. Prepare the renderer (tables, weights, compiled kernels) while another thread
-        # compresses motion.npz (mostly on a core the set-up leaves idle); leaving the
+        # compresses motion.npz (on the core the mostly serial set-up leaves idle); a
+        # failed save (a full disk) stops the job here, before any frame. Leaving the
         # block by an error still waits for that thread before the folder goes.
         with ctx.timed("prepare"):
             saved = saver.submit(save_volume, tmp / MOTION_NAME, volume)
             renderer = LoopRenderer(req.image, volume, req.frames, req.strength, fps=req.fps)
+            saved.result()
         # 4. Render; writer threads write and encode while the next frames render.
         (tmp / FRAMES_DIR).mkdir()
         _render_into_sink(renderer, tmp, req, ctx)
-        saved.result()  # raises the save's error, if any
         # 5. Manifest: the contract fields, then how it was made.
         height, width = req.image.shape[:2]
         manifest = panorama_manifest(
