@@ -352,8 +352,10 @@ def main() -> None:
     print(f"end-to-end / renderer frames/s: {fps_e2e / fps_ours:.2f}  (target >= 0.5)")
     if not args.skip_parts:
         frames = [renderer.frame(t) for t in range(min(args.frames, 24))]
-        start = time.process_time()
-        halves = [half_planes(f) for f in frames]
+        planes = half_planes(frames[0])  # loads the compiled kernel; then as a writer does:
+        start = time.process_time()  # each frame into the same planes
+        for f in frames:
+            half_planes(f, planes)
         half_cpu = time.process_time() - start
         start = time.process_time()
         for f in frames[:4]:
@@ -369,7 +371,6 @@ def main() -> None:
         for f in frames[:4]:
             display.to_uint8(f, threads=1)
         full_tone_cpu = time.process_time() - start
-        del halves
         n = len(frames)
         print(
             f"float32 -> half planes: {1000 * half_cpu / n:.1f} ms CPU/frame compiled; numpy "

@@ -9,9 +9,11 @@ Both queues are bounded (``depth`` frames), so memory stays bounded: the produce
 when the writers fall behind.
 
 CPU, not threads, is what a job on a small machine waits for (the threads only overlap
-work): a float frame is converted to half floats once, in one compiled pass, and the
-preview is tone-mapped and encoded at its own size, a quarter of a 2048×1024 frame's
-pixels (``bench/animate.py`` measures each part).
+work): a float frame is converted to half floats once, in one compiled pass, into
+planes each writer allocates once; DWA frames are quantised at
+:data:`~engine.media.DWA_LEVEL`; and the preview is tone-mapped and encoded at its own
+size, a quarter of a 2048×1024 frame's pixels (``bench/animate.py`` measures each part;
+:meth:`FrameSink.timings` gives the threads' CPU seconds).
 
 Failure and cancel: the first error in any thread stops the sink and is raised to the
 producer on its next :meth:`FrameSink.put` (or at :meth:`FrameSink.finish`); leaving the
