@@ -21,6 +21,7 @@ from engine.animate.measure import (
 from engine.animate.pipeline import LoopRenderer, loop_motion_statistics
 from engine.animate.priors import Drift, ProceduralPrior, dome_flow
 from engine.animate.splat import SoftmaxSplatter
+from engine.animate.warp import image_gains
 from engine.colour import DisplayTransform
 from engine.media import read_image
 
@@ -262,3 +263,31 @@ def test_a_drifting_sky_with_an_hdr_sun_disc_keeps_the_detail(agx):
     first = renderer.frame(0)
     assert float(first.max()) > 1000.0
     np.testing.assert_array_equal(renderer.frame(48), first)
+
+
+def test_a_small_moving_region_among_other_detail_keeps_its_detail(hdri_dir, agx):
+    """Behaviour, held-out *interior* at its own 1024×512: the automatic motion moves only
+    about 4 % of it (the ceiling's glow drifts, a painting and a door sway), among still
+    content of quite other detail. Every 8th frame of a 4-s loop keeps ≥ 0.9 of the moving
+    region's detail, tone-mapped as Standard and as AgX, since the detail gains are
+    measured per tile on the tile's own moving pixels. Control: one gain table for the
+    whole image (the former gains, measured on the probe tiles of the smooth ceiling)
+    keeps about 0.81 on some frame."""
+    image = read_image(hdri_dir / "interior.exr")
+    assert image.shape == (512, 1024, 3)
+    volume = ProceduralPrior().spectral_volume(image, mask=None, seed=1)
+    renderer = LoopRenderer(image, volume, 96, fps=24)
+    region = moving_region(volume.amplitude)
+    assert 0.02 < region.mean() < 0.08
+    checked = range(0, 96, 8)
+    frames = [renderer.frame(t) for t in checked]
+    for name, view in [("Standard", None), ("AgX", agx)]:
+        ratios = [sharpness_ratio(image, f, region, view) for f in frames]
+        assert min(ratios) >= 0.9, (name, np.round(ratios, 3))
+    warper = renderer.warper
+    single = image_gains(
+        warper.coefficients, warper.base, warper.near_low, warper.near_high, warper.amplitude > 0
+    )
+    warper.gains[:] = single
+    former = [sharpness_ratio(image, renderer.frame(t), region) for t in checked]
+    assert min(former) < 0.85, np.round(former, 3)

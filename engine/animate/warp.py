@@ -73,9 +73,18 @@ GAIN_STEPS = 2
 MAX_GAIN = 2.0
 #: Largest normalisation of the flow blend's detail (when the base loses much).
 MAX_BLEND_GAIN = 2.0
-#: Probe tiles (pixels a side, most tiles) the gains are measured on.
+#: Probe tiles (pixels a side, most tiles) the image's gains are measured on.
 PROBE_TILE = 24
 PROBE_TILES = 96
+#: Per-tile gains: tiles (pixels a side), each probed on one window (pixels a side) of
+#: its four quarters' corners; fewer moving pixels than this there: the image's gains.
+GAIN_TILE = 64
+GAIN_WINDOW = 32
+MIN_TILE_MOVING = 96
+#: Gains tried per tile (the match is interpolated between them).
+TRIAL_GAINS = (1.0, 4 / 3, 5 / 3, 2.0)
+#: Cells (pixels a side) of the gain field the tiles' tables are interpolated into.
+GAIN_CELL = 8
 #: The display proxy the gains are measured in: (Y/(Y + grey))^(1/2.2), a tone curve that
 #: rolls HDR highlights off as AgX does, so an HDR edge counts as the preview shows it.
 PROXY_GREY = 0.18
@@ -313,21 +322,27 @@ def _bilinear3(image, x, y, out3):
 
 @njit(inline="always", **_FAST)
 def _gain(gains, x, y):
-    """The detail gain at a sample position: the table over both axes' distance from the
-    pixel grid (0 = on a pixel, 1 = half-way), interpolated bilinearly."""
-    n = gains.shape[0] - 1
+    """The detail gain at a padded sample position: the table of its cell of the gain
+    field (:func:`detail_gains`, cells of :data:`GAIN_CELL` pixels) over both axes'
+    distance from the pixel grid (0 = on a pixel, 1 = half-way), interpolated bilinearly."""
+    n = gains.shape[2] - 1
     one = np.float32(1.0)
     two = np.float32(2.0)
-    ux = one - abs(one - two * (x - np.float32(_floor(x))))
-    uy = one - abs(one - two * (y - np.float32(_floor(y))))
+    fx = _floor(x)
+    fy = _floor(y)
+    row = min(max((fy - WARP_PAD) // GAIN_CELL, 0), gains.shape[0] - 1)
+    col = min(max((fx - WARP_PAD) // GAIN_CELL, 0), gains.shape[1] - 1)
+    table = gains[row, col]
+    ux = one - abs(one - two * (x - np.float32(fx)))
+    uy = one - abs(one - two * (y - np.float32(fy)))
     gx = ux * np.float32(n)
     gy = uy * np.float32(n)
     ix = min(_floor(gx), n - 1)
     iy = min(_floor(gy), n - 1)
     ax = gx - np.float32(ix)
     ay = gy - np.float32(iy)
-    top = gains[iy, ix] + ax * (gains[iy, ix + 1] - gains[iy, ix])
-    bottom = gains[iy + 1, ix] + ax * (gains[iy + 1, ix + 1] - gains[iy + 1, ix])
+    top = table[iy, ix] + ax * (table[iy, ix + 1] - table[iy, ix])
+    bottom = table[iy + 1, ix] + ax * (table[iy + 1, ix + 1] - table[iy + 1, ix])
     return top + ay * (bottom - top)
 
 
@@ -616,18 +631,59 @@ def detail_gains(
     near_high: np.ndarray,
     moving: np.ndarray,
 ) -> np.ndarray:
-    """How much detail to give back between pixels: (GAIN_STEPS + 1)² gains over each
-        axis's distance from the pixel grid (0 = on a pixel, 1 = half-way), float32.
+    """How much detail to give back between pixels, per region of the image: a field of
+    gain tables, float32 (⌈H/GAIN_CELL⌉, ⌈W/GAIN_CELL⌉, GAIN_STEPS + 1, GAIN_STEPS + 1),
+    each table over both axes' distance from the pixel grid (0 = on a pixel, 1 = half-way).
 
-        Any interpolator blurs a sample taken between pixels (at half-way the finest detail
-        cancels); how much shows depends on the image (fine grass loses half its Laplacian
-        energy at a half-pixel shift, HDR leaves against the sky hardly any). So it is
-        measured: probe tiles of the moving region are shifted by each offset with the
-        renderer's own sampling (:func:`_sharp_sample`'s arithmetic), and the gain on the
-        detail that gives back the source's Laplacian energy, in a display proxy
-        (:data:`PROXY_GREY`), is found by bisection. ``moving`` is (H, W), the other arrays
-    padded by :data:`WARP_PAD`.
+    Any interpolator blurs a sample taken between pixels (at half-way the finest detail
+    cancels); how much shows depends on the content (fine grass loses half its Laplacian
+    energy at a half-pixel shift, HDR leaves against the sky hardly any), and one image
+    mixes both. So it is measured per tile of :data:`GAIN_TILE` pixels, on the tile's own
+    moving pixels (:func:`tile_gains`), and interpolated bilinearly between tile centres
+    (wrapping the seam) into cells of :data:`GAIN_CELL` pixels, so no tile edge shows. A
+    tile with fewer than :data:`MIN_TILE_MOVING` moving pixels takes the image's gains
+    (:func:`image_gains`). ``moving`` is (H, W), the other arrays padded by
+    :data:`WARP_PAD`.
     """
+    height, width = moving.shape
+    fallback = image_gains(coef, base, near_low, near_high, moving)
+    tables = tile_gains(coef, base, near_low, near_high, moving, fallback)
+    return gain_field(tables, height, width)
+
+
+def gain_field(tables: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Per-tile gain tables (th, tw, n, n) interpolated bilinearly between tile centres
+    (wrapping the seam, flat beyond the first and last tile rows) at the centres of the
+    :data:`GAIN_CELL`-pixel cells of an (height, width) image: float32 (ch, cw, n, n)."""
+    th, tw, n, _ = tables.shape
+    cells_y = -(-height // GAIN_CELL)
+    cells_x = -(-width // GAIN_CELL)
+    # Cell centres in tile units (tile centres at 0.5, 1.5, …).
+    cy = ((np.arange(cells_y) + 0.5) * GAIN_CELL / GAIN_TILE).clip(0.5, th - 0.5) - 0.5
+    cx = (np.arange(cells_x) + 0.5) * GAIN_CELL / GAIN_TILE - 0.5
+    y0 = np.minimum(np.floor(cy).astype(np.int64), th - 1)
+    y1 = np.minimum(y0 + 1, th - 1)
+    wy = (cy - y0).astype(np.float32)[:, None, None, None]
+    x0 = np.floor(cx).astype(np.int64)
+    wx = (cx - x0).astype(np.float32)[None, :, None, None]
+    x1, x0 = (x0 + 1) % tw, x0 % tw
+    top = tables[y0][:, x0] + wx * (tables[y0][:, x1] - tables[y0][:, x0])
+    bottom = tables[y1][:, x0] + wx * (tables[y1][:, x1] - tables[y1][:, x0])
+    return np.ascontiguousarray(top + wy * (bottom - top), dtype=np.float32)
+
+
+def image_gains(
+    coef: np.ndarray,
+    base: np.ndarray,
+    near_low: np.ndarray,
+    near_high: np.ndarray,
+    moving: np.ndarray,
+) -> np.ndarray:
+    """One gain table for the whole image, float32 (GAIN_STEPS + 1, GAIN_STEPS + 1):
+    probe tiles of the moving region are shifted by each offset with the renderer's own
+    sampling (:func:`_sharp_sample`'s arithmetic), and the gain on the detail that gives
+    back the source's Laplacian energy, in a display proxy (:data:`PROXY_GREY`), is found
+    by bisection. The fallback of tiles with too few moving pixels."""
     steps = GAIN_STEPS
     gains = np.ones((steps + 1, steps + 1), np.float32)
     tiles = _probe_tiles(moving)
@@ -652,6 +708,98 @@ def detail_gains(
                 _nearest(low_stack, fy, fx), _nearest(high_stack, fy, fx), reference,
             )  # fmt: skip
     return gains
+
+
+def tile_gains(
+    coef: np.ndarray,
+    base: np.ndarray,
+    near_low: np.ndarray,
+    near_high: np.ndarray,
+    moving: np.ndarray,
+    fallback: np.ndarray,
+) -> np.ndarray:
+    """A gain table per tile of :data:`GAIN_TILE` pixels, float32 (th, tw, n, n).
+
+    Each tile is probed on the window of :data:`GAIN_WINDOW` pixels (of four, one per
+    quarter) holding most moving pixels; the energies (Laplacian variance in the display
+    proxy over the window's moving pixels) of its samples at each offset, sharpened by
+    each of :data:`TRIAL_GAINS`, are compared with the source's there and the gain that
+    matches is interpolated between the trials (the energy grows with the gain). Tiles
+    with fewer than :data:`MIN_TILE_MOVING` moving pixels in their window keep
+    ``fallback`` (n, n).
+    """
+    height, width = moving.shape
+    steps = fallback.shape[0] - 1
+    th, tw = -(-height // GAIN_TILE), -(-width // GAIN_TILE)
+    tables = np.broadcast_to(fallback, (th, tw, steps + 1, steps + 1)).copy()
+    window = min(GAIN_WINDOW, height, width)
+    corners = []
+    for ty in range(th):
+        for tx in range(tw):
+            best = None
+            for qy in (0, 1):
+                for qx in (0, 1):
+                    i = min(ty * GAIN_TILE + qy * (GAIN_TILE - window), height - window)
+                    j = min(tx * GAIN_TILE + qx * (GAIN_TILE - window), width - window)
+                    count = int(moving[i + 1 : i + window - 1, j + 1 : j + window - 1].sum())
+                    if best is None or count > best[0]:
+                        best = (count, i, j)
+            if best[0] >= MIN_TILE_MOVING:
+                corners.append((ty, tx, best[1], best[2]))
+    if not corners:
+        return tables
+    # Windows in padded coordinates, one pixel of border for the B-spline's taps.
+    reach = window + 2
+    pick = [np.s_[i + WARP_PAD - 1 : i + WARP_PAD + reach, j + WARP_PAD - 1 : j + WARP_PAD + reach]
+            for _, _, i, j in corners]  # fmt: skip
+    stack = np.stack([coef[k] for k in pick])
+    base_stack = np.stack([base[k] for k in pick])
+    low_stack = np.stack([near_low[k] for k in pick])
+    high_stack = np.stack([near_high[k] for k in pick])
+    mask = np.stack(
+        [moving[i + 1 : i + window - 1, j + 1 : j + window - 1] for _, _, i, j in corners]
+    )
+    # The horizontal B-spline pass of each column offset, shared by the row offsets.
+    across = [_shifted_across(stack, 0.5 * ix / steps) for ix in range(steps + 1)]
+    reference = _masked_energy(_shifted_down(across[0], 0.0), mask)
+    trials = np.asarray(TRIAL_GAINS, np.float32)
+    rows = np.array([c[0] for c in corners])
+    cols = np.array([c[1] for c in corners])
+    for iy in range(steps + 1):
+        for ix in range(steps + 1):
+            if iy == 0 and ix == 0:
+                continue
+            fy, fx = 0.5 * iy / steps, 0.5 * ix / steps
+            sample = _shifted_down(across[ix], fy)
+            smooth = _bilinear_shift(base_stack, fy, fx)
+            low, high = _nearest(low_stack, fy, fx), _nearest(high_stack, fy, fx)
+            value, floor, ceiling = _limited(sample, low, high)
+            detail = value - smooth
+            energy = np.empty((len(trials), len(corners)))
+            for k, g in enumerate(trials):
+                sharpened = value + np.float32(g - 1.0) * detail
+                np.minimum(np.maximum(sharpened, floor, out=sharpened), ceiling, out=sharpened)
+                energy[k] = _masked_energy(sharpened, mask)
+            tables[rows, cols, iy, ix] = _crossing(trials, energy, reference)
+    return tables
+
+
+def _crossing(trials: np.ndarray, energy: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Per column k of ``energy`` (len(trials), K), increasing with the trial gains: the
+    gain where it reaches ``reference[k]`` (linear between trials), clamped to the
+    trials' range; a tile without detail (reference 0) keeps the smallest."""
+    above = energy >= reference[None]
+    # First trial at or above the reference (len(trials) when none is).
+    first = np.where(above.any(axis=0), above.argmax(axis=0), len(trials))
+    out = np.where(first == 0, trials[0], trials[-1]).astype(np.float32)
+    inside = (first > 0) & (first < len(trials))
+    k = np.nonzero(inside)[0]
+    hi = first[k]
+    lo = hi - 1
+    e_lo, e_hi = energy[lo, k], energy[hi, k]
+    share = (reference[k] - e_lo) / np.maximum(e_hi - e_lo, 1e-12)
+    out[k] = trials[lo] + share * (trials[hi] - trials[lo])
+    return out
 
 
 def _probe_tiles(moving: np.ndarray) -> list[tuple[int, int]]:
@@ -682,10 +830,27 @@ def _bspline_taps(f: float) -> np.ndarray:
 def _shifted(stack: np.ndarray, fy: float, fx: float) -> np.ndarray:
     """B-spline samples of coefficient tiles (K, S + 3, S + 3, 3) at offset (fy, fx):
     (K, S, S, 3)."""
-    size = stack.shape[1] - 3
-    wx, wy = _bspline_taps(fx), _bspline_taps(fy)
-    across = sum(wx[k] * stack[:, :, k : k + size] for k in range(4))
-    return sum(wy[k] * across[:, k : k + size] for k in range(4))
+    return _shifted_down(_shifted_across(stack, fx), fy)
+
+
+def _shifted_across(stack: np.ndarray, fx: float) -> np.ndarray:
+    """The horizontal pass of :func:`_shifted`: (K, S + 3, S, 3)."""
+    size = stack.shape[2] - 3
+    wx = _bspline_taps(fx)
+    out = wx[0] * stack[:, :, 0:size]
+    for k in range(1, 4):
+        out += wx[k] * stack[:, :, k : k + size]
+    return out
+
+
+def _shifted_down(across: np.ndarray, fy: float) -> np.ndarray:
+    """The vertical pass of :func:`_shifted`: (K, S, S, 3)."""
+    size = across.shape[1] - 3
+    wy = _bspline_taps(fy)
+    out = wy[0] * across[:, 0:size]
+    for k in range(1, 4):
+        out += wy[k] * across[:, k : k + size]
+    return out
 
 
 def _bilinear_shift(stack: np.ndarray, fy: float, fx: float) -> np.ndarray:
@@ -721,9 +886,7 @@ def _proxy_energy(tiles: np.ndarray) -> float:
 def _solve_gain(sample, base, low, high, reference: float, iterations: int = 8) -> float:
     """The gain in [1, MAX_GAIN] whose sharpened samples (as :func:`_sharp_sample`) have
     the ``reference`` Laplacian energy (bisection; the energy grows with the gain)."""
-    keep, grow = 1.0 - 1.0 / OVERSHOOT, OVERSHOOT - 1.0
-    value = np.minimum(np.maximum(sample, low - keep * np.abs(low)), high + grow * np.abs(high))
-    floor, ceiling = np.minimum(value, low), np.maximum(value, high)
+    value, floor, ceiling = _limited(sample, low, high)
     detail = value - base
 
     def energy(gain: float) -> float:
@@ -738,3 +901,25 @@ def _solve_gain(sample, base, low, high, reference: float, iterations: int = 8) 
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if energy(mid) < reference else (lo, mid)
     return 0.5 * (lo + hi)
+
+
+def _limited(sample, low, high):
+    """As :func:`_sharp_sample`: the B-spline samples with their overshoot limited to
+    :data:`OVERSHOOT` beyond the 3×3 range, and the range the sharpened value must keep."""
+    keep, grow = 1.0 - 1.0 / OVERSHOOT, OVERSHOOT - 1.0
+    value = np.minimum(np.maximum(sample, low - keep * np.abs(low)), high + grow * np.abs(high))
+    return value, np.minimum(value, low), np.maximum(value, high)
+
+
+def _masked_energy(tiles: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per tile (K, S, S, 3), the Laplacian variance in the display proxy over the tile
+    interior's pixels where ``mask`` (K, S − 2, S − 2) holds: float64 (K,)."""
+    shown = _proxy(tiles)
+    lap = (
+        shown[:, :-2, 1:-1] + shown[:, 2:, 1:-1] + shown[:, 1:-1, :-2] + shown[:, 1:-1, 2:]
+        - 4 * shown[:, 1:-1, 1:-1]
+    )  # fmt: skip
+    weight = mask.astype(np.float32)
+    count = np.maximum(weight.sum(axis=(1, 2)), 1.0)
+    mean = (lap * weight).sum(axis=(1, 2)) / count
+    return (lap * lap * weight).sum(axis=(1, 2)) / count - mean * mean
