@@ -27,8 +27,9 @@ each *output* pixel ``q`` fetches its colour once, with a sharp kernel:
    bright nor black, and values stay ≥ 0.
    A sample between pixels still loses detail (half-way the finest detail cancels), so
    its difference from a smooth base is amplified by a gain that depends on its
-   distance from the pixel grid, measured per image (:func:`detail_gains`) and never
-   carrying it beyond the 3×3 range.
+   distance from the pixel grid, measured per tile of the image on the tile's own
+   moving pixels and interpolated between tiles (:func:`detail_gains`: smooth sky and
+   fine leaves lose different shares), never carrying it beyond the 3×3 range.
 3. **One-way flow** (a volume's ``flow``, radians per second): the flow-map technique of
    real-time water shaders. Two phases of the texture are advected along the flow,
    offset by half a period, and cross-faded with triangle weights; each phase jumps
