@@ -9,10 +9,13 @@ wave goes to the model one window at a time (in-process) or whole (Ray).
 Then the real thing on a local Ray cluster with 2 CPUs (one per module, as
 ``--ray local`` starts it; jobs reuse it, which keeps the file fast): the tiny random-
 weight AnimateDiff (tests/tiny_models.py) loaded by each worker through the real loading
-code gives frames equal to the in-process run's with ``np.array_equal``; a worker killed
-mid-job is restarted and its calls redone with the same frames; cancel ends every worker;
-bad ``--ray`` input is refused in one line, exit 2, nothing written. These prove the
-plumbing with tiny weights (the frames are noise, but identical noise).
+code gives frames equal to the in-process run's with ``np.array_equal``, text-to-video and
+image-to-video; so does the tiny Wan 2.1 (tests/tiny_wan.py) with a LoRA and a still, its
+causal decode split over both workers; a worker killed mid-job is restarted and its calls
+redone with the same frames; cancel ends every worker; a job the memory estimate cannot
+fit and bad ``--ray`` input are refused in one line, exit 2, nothing written, before any
+worker loads. These prove the plumbing with tiny weights (the frames are noise, but
+identical noise).
 """
 
 from __future__ import annotations
@@ -36,16 +39,24 @@ import torch
 from analytic import GaussianFieldBackend
 from conftest import REPO
 from tiny_models import build_tiny_animatediff
+from tiny_wan import save_tiny_lora
 
 from engine import cli
 from engine.cluster.connect import connected, parse_cluster
-from engine.errors import JobCancelled, PanoLoopError
+from engine.errors import BadInput, JobCancelled, PanoLoopError
 from engine.generate import schedule as sch
 from engine.generate.cluster import wait_all
+from engine.generate.memory import (
+    JobSize,
+    check_driver_fits,
+    check_workers_fit,
+    estimate,
+    read_model_shape,
+)
 from engine.generate.ring import gather, gather_mask, mark_written, scatter
 from engine.generate.sampler import _noise, _StepState, plan_waves
 from engine.generate.steprule import step_rule
-from engine.media import list_frames, read_image, read_manifest
+from engine.media import list_frames, read_image, read_manifest, write_image
 from engine.progress import CancelToken, JobContext
 
 SMALL = ["--width", "128", "--height", "64", "--frames", "4", "--window-frames", "4"]
@@ -262,6 +273,121 @@ def job_workers() -> list[str]:
     """Names of the live generate workers on the cluster."""
     named = ray.util.list_named_actors(all_namespaces=True)
     return [a["name"] for a in named if a["name"].startswith("panoloop-generate-")]
+
+
+# --------------------------------------------------------------------------- image-to-video, Wan
+
+
+@pytest.fixture(scope="module")
+def still_png(tmp_path_factory) -> Path:
+    """A 2:1 8-bit still with gradients and stripes, at the jobs' size."""
+    yy, xx = np.mgrid[0:64, 0:128]
+    still = np.dstack([(xx * 2) % 256, (yy * 4) % 256, ((xx + yy) * 3) % 256]).astype(np.uint8)
+    path = tmp_path_factory.mktemp("still") / "still.png"
+    write_image(path, still)
+    return path
+
+
+def test_image_to_video_on_two_ray_workers_gives_the_in_process_frames(
+    local_cluster, tiny_model, still_png, tmp_path
+):
+    """``--image``: the still's latent is encoded on one worker, then the same sampler
+    runs from it (5 steps × 0.6: the last 3)."""
+    image = ["--image", str(still_png), "--denoise-strength", "0.6"]
+    assert generate(tiny_model, tmp_path / "plain", *image) == 0
+    ray_run = tmp_path / "ray"
+    assert generate(tiny_model, ray_run, *image, "--ray", "local", "--ray-workers", "2") == 0
+    plain, distributed = frames_of(tmp_path / "plain"), frames_of(ray_run)
+    assert len(distributed) == len(plain) == 4
+    assert all(np.array_equal(a, b) for a, b in zip(plain, distributed, strict=True))
+    manifest, reference = read_manifest(ray_run), read_manifest(tmp_path / "plain")
+    assert manifest["init_image"] == reference["init_image"]
+    assert manifest["stages"] == reference["stages"] and manifest["stages"][0]["steps"][0] == 2
+    assert free_cpus() == 2
+
+
+#: Tiny Wan, 128×64 px, 40 frames → a ring of 10 latent frames, decoded in two chunks
+#: (8 + 2 latent frames, each after 4 of wrapped context), one per worker.
+WAN = ["--width", "128", "--height", "64", "--frames", "40", "--window-size", "64x32",
+       "--window-frames", "8", "--steps", "3", "--sphere-latitudes", "0",
+       "--sphere-longitudes", "1", "--seed", "2"]  # fmt: skip
+
+
+def test_wan_with_a_lora_and_a_still_on_two_ray_workers_gives_the_in_process_frames(
+    local_cluster, tiny_wan, still_png, tmp_path
+):
+    """Wan 2.1 on Ray: each worker loads the pipeline and the LoRA the driver checked
+    (same bytes), the flow-matching steps run in the driver, the still is encoded on one
+    worker and the causal decode's chunks run on both; frames equal bit for bit."""
+    lora = save_tiny_lora(tiny_wan, tmp_path / "lora")
+    extra = ["--lora", f"{lora}:0.8", "--image", str(still_png), "--denoise-strength", "0.7"]
+
+    def run(out: Path, *more: str) -> int:
+        argv = ["generate", "--prompt", "misty pine forest", "--model", str(tiny_wan)]
+        return cli.main([*argv, "--out", str(out), *WAN, *extra, *more], ctx=JobContext())
+
+    assert run(tmp_path / "plain") == 0
+    assert run(tmp_path / "ray", "--ray", "local", "--ray-workers", "2") == 0
+    plain, distributed = frames_of(tmp_path / "plain"), frames_of(tmp_path / "ray")
+    assert len(distributed) == len(plain) == 40
+    assert all(np.array_equal(a, b) for a, b in zip(plain, distributed, strict=True))
+    manifest, reference = read_manifest(tmp_path / "ray"), read_manifest(tmp_path / "plain")
+    assert manifest["backend"] == "wan" and manifest["step_rule"] == "flow-match-euler"
+    assert manifest["loras"] == reference["loras"] and manifest["loras"][0]["scale"] == 0.8
+    assert manifest["cluster"]["workers"] == 2
+    different = {k for k in reference if reference[k] != manifest.get(k)} - {"timings"}
+    assert different == set() and set(manifest) - set(reference) == {"cluster"}
+    assert free_cpus() == 2
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def test_the_workers_share_of_the_estimate_counts_every_worker_on_a_node(tiny_model):
+    """Each worker holds a whole model: CPU workers on one node add up, with the driver's
+    ring and frames when it runs there too; a CUDA worker has its GPU to itself."""
+    shape = read_model_shape(tiny_model)
+    job = JobSize(4096, 2048, 16, 16, (4, 32, 32), True, "float32", vae_tiling=True)
+    need = estimate(shape, job)
+    assert need.model + need.ring == need.device + need.host  # the in-process total
+    free = 2 * need.model + need.ring - 1
+    check_workers_fit(shape, job, "cpu", workers=1, driver=True, free=free, where="n")
+    check_workers_fit(shape, job, "cpu", workers=2, driver=False, free=free, where="n")
+    with pytest.raises(BadInput, match=r"2 Ray workers on n need about .* 1 fit there"):
+        check_workers_fit(shape, job, "cpu", workers=2, driver=True, free=free, where="n")
+    with pytest.raises(BadInput, match="GiB of GPU memory"):
+        check_workers_fit(shape, job, "cuda", workers=1, driver=True, free=need.model - 1,
+                          where="a GPU of n")  # fmt: skip
+    check_workers_fit(shape, job, "cuda", workers=1, driver=True, free=need.model, where="n")
+    with pytest.raises(BadInput, match="ring latent and frames"):
+        check_driver_fits(shape, job, host=need.ring - 1)
+
+
+#: 65536×32768: with 1 frame the driver's ring and frames (8.5 GiB) fit this machine and
+#: a worker's tiled VAE decode (43 GiB, by the estimate) does not; with 16 frames the
+#: driver's share (136 GiB) does not fit either.
+HUGE = ["--width", "65536", "--height", "32768", "--window-frames", "1"]
+TOO_BIG = [
+    (["--frames", "1"], "2 Ray workers on {host} need about"),
+    (["--frames", "16"], "of RAM on this machine for its ring latent and frames"),
+]
+
+
+@pytest.mark.parametrize(("extra", "named"), TOO_BIG, ids=["workers", "driver"])
+def test_a_job_that_cannot_fit_is_refused_before_any_worker_loads(
+    extra, named, local_cluster, unloadable_model, tmp_path, capsys
+):
+    """The memory preflight with --ray: the driver's share before any cluster is reached,
+    the workers' share where they were placed (both on this node) before any loads —
+    the garbage weights would fail to load (exit 1), so exit 2 proves nothing loaded."""
+    code = generate(unloadable_model, tmp_path / "out", *HUGE, *extra, "--ray", "local",
+                    "--ray-workers", "2")  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "65536x32768" in err[0], err
+    assert named.format(host=socket.gethostname()) in err[0], err
+    assert list(tmp_path.iterdir()) == []
+    assert free_cpus() == 2 and job_workers() == []
 
 
 # --------------------------------------------------------------------------- bad input

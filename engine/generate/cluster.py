@@ -12,10 +12,19 @@ one window (the batch the in-process run uses), in the same dtype and with the d
 torch thread count, so on the same kind of machine the frames are bit-identical to the
 run without ``--ray``.
 
+The rest of the model's work runs on the workers too, in a fixed order: an AnimateDiff
+ring's frames are decoded frame f on worker f mod N; a Wan ring's causal decode runs in
+its independent chunks (:func:`.wan.decode_chunks`, each with its wrapped temporal
+context), chunk k on worker k mod N; an image-to-video still is encoded on the first.
+
 Workers: one actor each, one CPU (plus one GPU on CUDA), placed together through a
-placement group that must be ready within :data:`PLACEMENT_TIMEOUT_S`. Every worker loads
-the model once, on its own node, through :mod:`.loading` (a hub id at the commit the
-driver resolved; a folder at the same path, whose fingerprint must equal the driver's).
+placement group that must be ready within :data:`PLACEMENT_TIMEOUT_S`. Before any worker
+loads, each placed bundle measures its node's memory and the driver checks the job's
+estimate (:mod:`.memory`) against it, counting the workers that share a node
+(:func:`check_nodes_memory`). Every worker then loads the model once — AnimateDiff or
+Wan 2.1 with its LoRAs (:class:`LoadSpec`) — on its own node, through :mod:`.loading` /
+:mod:`.wan` (a hub id at the commit the driver resolved; a folder at the same path,
+whose fingerprint must equal the driver's; a LoRA whose bytes must equal the driver's).
 Ray restarts a worker process that dies once and redoes its calls (the model reloads);
 a second death is reported and nothing is written. Cancel, SIGTERM and every failure end
 every worker; a local cluster started for the job is shut down with it.
@@ -30,6 +39,7 @@ import contextlib
 import os
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -76,13 +86,24 @@ def check_ray_arguments(ray: str | None, workers: int | None, device: str) -> Cl
 
 
 @dataclass(frozen=True)
+class LoraRef:
+    """A ``--lora`` as the driver checked it: the worker finds ``source`` as the driver
+    did and must read the same bytes (``sha256``)."""
+
+    source: str
+    scale: float
+    sha256: str
+
+
+@dataclass(frozen=True)
 class LoadSpec:
     """Everything a worker needs to load, on its own node, the model the driver checked.
 
-    ``revision``/``adapter_revision`` pin hub ids to the driver's commit (None for a
-    folder); ``fingerprint``/``adapter_fingerprint`` are the driver's revisions, which the
-    worker's own inspection must reproduce. ``threads`` is the driver's torch thread
-    count: the same count gives the same float reductions on the CPU.
+    ``family`` is ``animatediff`` or ``wan``. ``revision``/``adapter_revision`` pin hub
+    ids to the driver's commit (None for a folder); ``fingerprint``/``adapter_fingerprint``
+    are the driver's revisions, which the worker's own inspection must reproduce.
+    ``threads`` is the driver's torch thread count: the same count gives the same float
+    reductions on the CPU. ``window`` (latent frames, rows, cols) and ``loras`` are Wan's.
     """
 
     model: str
@@ -95,11 +116,14 @@ class LoadSpec:
     offline: bool
     device: str
     dtype: str
-    window_frames: int
+    window_frames: int | None
     cpu_offload: bool
     vae_slicing: bool
     vae_tiling: bool
     threads: int
+    family: str = "animatediff"
+    window: tuple[int, int, int] | None = None
+    loras: tuple[LoraRef, ...] = ()
 
 
 def load_spec(info: Any, args: Any, *, vae_tiling: bool) -> LoadSpec:
@@ -125,8 +149,46 @@ def load_spec(info: Any, args: Any, *, vae_tiling: bool) -> LoadSpec:
     )
 
 
+def wan_load_spec(
+    info: Any, args: Any, *, window: tuple[int, int, int], loras: Sequence[Any], vae_tiling: bool
+) -> LoadSpec:
+    """The :class:`LoadSpec` of a Wan ``info`` (:func:`.wan.inspect_wan`), its checked
+    ``loras`` (:class:`.wan.LoraInfo`), the window of one model call and the arguments."""
+    return LoadSpec(
+        model=args.model,
+        revision=info.revision if info.files is not None and info.files.repo_id else None,
+        fingerprint=info.revision,
+        motion_adapter=None,
+        adapter_revision=None,
+        adapter_fingerprint=None,
+        variant=info.variant,
+        offline=args.offline,
+        device=args.device,
+        dtype=args.dtype,
+        window_frames=args.window_frames,
+        cpu_offload=args.cpu_offload,
+        vae_slicing=False,
+        vae_tiling=vae_tiling,
+        threads=torch.get_num_threads(),
+        family="wan",
+        window=tuple(window),
+        loras=tuple(LoraRef(lora.spec.source, lora.spec.scale, lora.sha256) for lora in loras),
+    )
+
+
+def worker_dtype(spec: LoadSpec, device: str) -> str:
+    """The dtype the workers load in on ``device`` (``float32``…), as their family picks it."""
+    from .loading import pick_dtype
+    from .wan import pick_wan_dtype
+
+    pick = pick_wan_dtype if spec.family == "wan" else pick_dtype
+    return str(pick(spec.dtype, device)).removeprefix("torch.")
+
+
 def load_on_worker(spec: LoadSpec) -> Any:
     """Inspect and load the model in this process as the driver did; the backend."""
+    if spec.family == "wan":
+        return _load_wan_on_worker(spec)
     from .loading import inspect_model, load_animatediff
 
     info = inspect_model(
@@ -137,13 +199,7 @@ def load_on_worker(spec: LoadSpec) -> Any:
         adapter_revision=spec.adapter_revision,
         variant=spec.variant,
     )
-    found = (info.revision, info.adapter.source.revision if info.adapter else None)
-    if found != (spec.fingerprint, spec.adapter_fingerprint):
-        raise PanoLoopError(
-            f"model {spec.model} on {socket.gethostname()} is not the driver's "
-            f"({found[0]} here, {spec.fingerprint} on the driver)",
-            fix="give every node the same model folder, or use a hub id",
-        )
+    _same_model(spec, info.revision, info.adapter.source.revision if info.adapter else None)
     return load_animatediff(
         info,
         device=spec.device,
@@ -154,6 +210,61 @@ def load_on_worker(spec: LoadSpec) -> Any:
         vae_slicing=spec.vae_slicing,
         vae_tiling=spec.vae_tiling,
     )
+
+
+def _load_wan_on_worker(spec: LoadSpec) -> Any:
+    """Wan as the driver checked it: the same pipeline revision and variant, the same
+    LoRA bytes (each re-read and re-checked against the base here)."""
+    from .wan import LoraSpec, inspect_lora, inspect_wan, load_wan
+
+    info = inspect_wan(
+        spec.model, offline=spec.offline, revision=spec.revision, variant=spec.variant
+    )
+    _same_model(spec, info.revision, None)
+    loras = []
+    for ref in spec.loras:
+        lora = inspect_lora(LoraSpec(ref.source, ref.scale), info, offline=spec.offline)
+        if lora.sha256 != ref.sha256:
+            raise PanoLoopError(
+                f"LoRA {ref.source} on {socket.gethostname()} is not the driver's "
+                f"(sha256 {lora.sha256[:12]}… here, {ref.sha256[:12]}… on the driver)",
+                fix="give every node the same LoRA file, or use a hub id",
+            )
+        loras.append(lora)
+    return load_wan(
+        info,
+        window=spec.window,
+        device=spec.device,
+        dtype=spec.dtype,
+        loras=tuple(loras),
+        offline=spec.offline,
+        cpu_offload=spec.cpu_offload,
+        vae_tiling=spec.vae_tiling,
+    )
+
+
+def _same_model(spec: LoadSpec, found: str, adapter: str | None) -> None:
+    """PanoLoopError when this node's model (or adapter) is not the one the driver checked."""
+    if (found, adapter) != (spec.fingerprint, spec.adapter_fingerprint):
+        raise PanoLoopError(
+            f"model {spec.model} on {socket.gethostname()} is not the driver's "
+            f"({found} here, {spec.fingerprint} on the driver)",
+            fix="give every node the same model folder, or use a hub id",
+        )
+
+
+def measure_memory(device: str) -> dict[str, Any]:
+    """Run on a worker's bundle before any worker loads: its node and the bytes free on
+    ``device`` there (the GPU Ray gave it, or the node's available RAM; None unknown)."""
+    import ray
+
+    from .memory import available_memory
+
+    return {
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "hostname": socket.gethostname(),
+        "free": available_memory(device),
+    }
 
 
 # --------------------------------------------------------------------------- the worker
@@ -219,6 +330,7 @@ class GenerateWorker:
             "step_rule": step_rule(backend),
             "schedule_summary": getattr(backend, "schedule_summary", dict)(),
             "lands": hasattr(backend, "previous_timestep"),
+            "decodes_video": hasattr(backend, "decode_video"),
         }
 
     def timesteps(self, steps: int) -> tuple[list[int], list[int | None]]:
@@ -243,6 +355,15 @@ class GenerateWorker:
             latents = torch.from_numpy(np.array(window))
             outs.append(self.backend.predict_noise(latents, t, embeds, guidance).numpy())
         return outs
+
+    def encode_still(self, image: np.ndarray, frames: int) -> np.ndarray:
+        """The still's clean latent (C, frames, h, w) for image-to-video."""
+        return self.backend.encode_still(np.array(image), frames).numpy()
+
+    def decode_chunk(self, latent: np.ndarray, start: int, stop: int) -> list[np.ndarray]:
+        """Latent frames ``start``…``stop − 1`` of the ring (C, L, H, W) → their frames,
+        decoded with the wrapped temporal context before them (Wan's causal VAE)."""
+        return self.backend.decode_chunk(torch.from_numpy(np.array(latent)), start, stop)
 
     def decode(self, latent: np.ndarray, wrap: bool) -> tuple[np.ndarray, bool]:
         """One latent frame → uint8 RGB, and whether the VAE runs upcast to float32 now."""
@@ -337,6 +458,8 @@ class RayBackend:
         self._landing: dict[tuple[int, ...], list[int | None]] = {}
         if not meta["lands"]:  # the sampler then steps to the next listed timestep
             self.previous_timestep = None
+        if meta["decodes_video"]:  # the sampler then hands over the whole ring (Wan)
+            self.decode_video = self._decode_video
 
     def timesteps(self, steps: int) -> list[int]:
         timesteps, landing = wait_all([self.actors[0].timesteps.remote(steps)], self.cancel)[0]
@@ -376,6 +499,31 @@ class RayBackend:
         ]
         outs = [out for share in wait_all(refs, cancel) for out in share]
         return [torch.from_numpy(np.array(out)) for out in outs]
+
+    def encode_still(self, image: np.ndarray, frames: int) -> torch.Tensor:
+        """The still's clean latent (C, frames, h, w), encoded on the first worker."""
+        import ray
+
+        ref = ray.put(np.asarray(image, dtype=np.float32))
+        latent = wait_all([self.actors[0].encode_still.remote(ref, frames)], self.cancel)[0]
+        return torch.from_numpy(np.array(latent))
+
+    def _decode_video(self, latent: torch.Tensor, ctx: JobContext) -> list:
+        """A ring that decodes as a video (Wan's causal VAE): chunk k of
+        :func:`.wan.decode_chunks` on worker k mod N, each with the wrapped temporal
+        context before it (chunks are independent), frames reported in order."""
+        import ray
+
+        from .wan import check_finite_latent, decode_chunks
+
+        check_finite_latent(latent)
+        ring = ray.put(latent.numpy())
+        spans = decode_chunks(latent.shape[1])
+        refs = [
+            self.actors[k % len(self.actors)].decode_chunk.remote(ring, start, stop)
+            for k, (start, stop) in enumerate(spans)
+        ]
+        return [frame for chunk in self._in_order(refs, ctx) for frame in chunk]
 
     def decode_frames(self, latent: torch.Tensor, ctx: JobContext, *, wrap: bool) -> list:
         """Every frame decoded on the workers, frame f on worker f mod N, reported in order.
@@ -480,14 +628,68 @@ def place(count: int, need: dict[str, float], cancel: CancelToken) -> Any:
     return group
 
 
+def check_nodes_memory(
+    group: Any,
+    need: dict[str, float],
+    spec: LoadSpec,
+    memory: tuple[Any, Any],
+    target: ClusterAddress,
+    cancel: CancelToken,
+) -> None:
+    """Before any worker loads: every bundle of ``group`` measures its device's free
+    memory on its node (:func:`measure_memory`, a task in that bundle), and the driver
+    checks the estimate ``memory`` = (model shape, :class:`.memory.JobSize`) against it
+    (:func:`.memory.check_workers_fit`). CPU workers on one node share its RAM, counted
+    from where the bundles were placed, and with the driver's ring and frames when the
+    driver runs there; a CUDA worker has its GPU to itself. BadInput when any fails."""
+    import ray
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    from .memory import check_workers_fit
+
+    shape, size = memory
+    size = replace(size, dtype=worker_dtype(spec, spec.device))
+    measure = ray.remote(measure_memory)
+    refs = [
+        measure.options(
+            num_cpus=need["CPU"],
+            num_gpus=need.get("GPU", 0),  # a GPU task's process exits after it (Ray's default)
+            scheduling_strategy=PlacementGroupSchedulingStrategy(
+                group, placement_group_bundle_index=k
+            ),
+        ).remote(spec.device)
+        for k in range(group.bundle_count)
+    ]
+    measured = wait_all(refs, cancel)
+    here = None if target.kind == "client" else ray.get_runtime_context().get_node_id()
+    per_node = Counter(m["node_id"] for m in measured)
+    for m in measured:
+        check_workers_fit(
+            shape,
+            size,
+            spec.device,
+            workers=1 if spec.device == "cuda" else per_node[m["node_id"]],
+            driver=m["node_id"] == here,
+            free=m["free"],
+            where=m["hostname"] if spec.device != "cuda" else f"a GPU of {m['hostname']}",
+        )
+
+
 @contextlib.contextmanager
 def ray_backend(
-    target: ClusterAddress, workers: int | None, spec: LoadSpec, ctx: JobContext
+    target: ClusterAddress,
+    workers: int | None,
+    spec: LoadSpec,
+    ctx: JobContext,
+    *,
+    memory: tuple[Any, Any] | None = None,
 ) -> Iterator[RayBackend]:
     """Connect, place and load the workers; yield the driver's backend; end everything.
 
-    On the way out — done, failed, cancelled or interrupted — every worker is killed,
-    the placement group removed, and a local cluster started here shut down.
+    ``memory`` (model shape, :class:`.memory.JobSize`) is checked on the placed workers'
+    nodes before any loads (:func:`check_nodes_memory`). On the way out — done, failed,
+    cancelled or interrupted — every worker is killed, the placement group removed, and
+    a local cluster started here shut down.
     """
     import ray
     from ray.util.placement_group import remove_placement_group
@@ -501,6 +703,8 @@ def ray_backend(
         count, device, need = worker_resources(workers, spec.device)
         group = place(count, need, ctx.cancel)
         spec = replace(spec, device=device)
+        if memory is not None:
+            check_nodes_memory(group, need, spec, memory, target, ctx.cancel)
         worker_class = ray.remote(GenerateWorker)
         job = uuid.uuid4().hex[:8]
         for k in range(count):

@@ -266,7 +266,21 @@ class PreparedJob:
     timing: LoopTiming
     extra: dict
     still: object = None
-    ray: tuple | None = None  # (model info, Ray target): the backend is made by _run_on_ray
+    ray: RayJob | None = None  # the backend is made, on Ray workers, by _run_on_ray
+
+
+@dataclass(frozen=True)
+class RayJob:
+    """What ``--ray`` runs, all checked by :func:`prepare`: the cluster (``target``,
+    :class:`engine.cluster.connect.ClusterAddress`), what each worker loads (``spec``,
+    :class:`.cluster.LoadSpec`) and the memory estimate's inputs (``shape`` from the
+    model's configs and headers; ``size``, a :class:`.memory.JobSize` whose dtype is set
+    once the workers' device is known), checked on the workers' nodes before they load."""
+
+    target: object
+    spec: object
+    shape: object
+    size: object
 
 
 def prepare(
@@ -280,7 +294,7 @@ def prepare(
     from .backends import ANIMATEDIFF_FPS, ANIMATEDIFF_WINDOW_FRAMES
     from .cluster import check_ray_arguments
     from .loading import WEIGHTED_COMPONENTS, header_params, inspect_model, pick_device, pick_dtype
-    from .memory import read_model_shape
+    from .memory import auto_vae_tiling, read_model_shape
     from .sampler import GenerateRequest, check_request_numbers, check_request_sizes
     from .wan import WAN_MODEL_FPS, WAN_PIPELINE, model_class, parse_lora
 
@@ -290,8 +304,6 @@ def prepare(
     if args.window_frames is not None and args.window_frames < 1:
         raise BadInput(f"--window-frames must be at least 1, got {args.window_frames}")
     ray_target = check_ray_arguments(args.ray, args.ray_workers, args.device)
-    if ray_target is not None and still is not None:  # Ray workers have no VAE encoder yet
-        raise BadInput(f"--image {still.path} runs in-process so far; leave out --ray")
     window_size = parse_window_size(args.window_size) if args.window_size else None
     loras = [parse_lora(text) for text in args.lora]
     wan = model_class(args.model, offline=args.offline, revision=args.revision) == WAN_PIPELINE
@@ -329,9 +341,17 @@ def prepare(
     if wan:
         if args.motion_adapter_revision:
             raise BadInput("--motion-adapter-revision is for AnimateDiff; Wan has no adapter")
+        checked = _check_wan(args, request, timing, window_size=window_size, loras=loras)
         if ray_target is not None:
-            raise BadInput(f"--ray runs AnimateDiff models so far; {args.model} is a Wan pipeline")
-        backend = _load_wan(args, request, ctx, timing, window_size=window_size, loras=loras)
+            from .cluster import wan_load_spec
+
+            info, window, lora_infos, shape = checked
+            tiling = auto_vae_tiling(request.width, args.vae_tiling)
+            spec = wan_load_spec(info, args, window=window, loras=lora_infos, vae_tiling=tiling)
+            job = PreparedJob(None, request, timing, extra, pixels)
+            return _on_ray(args, job, ray_target, spec, shape, window)
+        backend, vae_tiling = _load_wan(args, checked, request, ctx, timing)
+        extra["vae_tiling_auto"] = vae_tiling and not args.vae_tiling
         return PreparedJob(backend, request, timing, extra, pixels)
     if ray_target is None:
         device = pick_device(args.device)  # names and availability, before anything loads
@@ -359,14 +379,18 @@ def prepare(
         )
     window = (args.window_frames, info.sample_size, info.sample_size)
     check_request_sizes(request, info.vae_factor, info.align, window)
-    if ray_target is not None:  # the backend lives on Ray workers while the job runs
-        return PreparedJob(None, request, timing, extra, pixels, ray=(info, ray_target))
     adapter = info.adapter.folder if info.adapter is not None else None
     params = header_params(info.source, WEIGHTED_COMPONENTS, info.variant)
     if info.adapter is not None:
         adapter_params = header_params(info.adapter.source, ("",), info.adapter.variant)
         params["motion_adapter"] = adapter_params[""]
     shape = read_model_shape(info.folder, adapter, params=params)
+    if ray_target is not None:  # the backend lives on Ray workers while the job runs
+        from .cluster import load_spec
+
+        spec = load_spec(info, args, vae_tiling=auto_vae_tiling(request.width, args.vae_tiling))
+        job = PreparedJob(None, request, timing, extra, pixels)
+        return _on_ray(args, job, ray_target, spec, shape, window)
     dtype = pick_dtype(args.dtype, device)
     vae_tiling = check_memory(args, shape, window, request, timing, dtype)
     # 2. Load.
@@ -460,18 +484,36 @@ def still_for_model(image, width: int, height: int):
 def _run_on_ray(args: argparse.Namespace, job: PreparedJob, ctx: JobContext) -> Path:
     """The ``--ray`` path of :func:`run`: the same sampler, its model calls on Ray workers
     (:mod:`.cluster`); every worker and a local cluster end with the job."""
-    from .cluster import load_spec, ray_backend
-    from .memory import auto_vae_tiling
+    from .cluster import ray_backend
 
-    info, target = job.ray
-    vae_tiling = auto_vae_tiling(job.request.width, args.vae_tiling)
-    spec = load_spec(info, args, vae_tiling=vae_tiling)
-    extra = {**job.extra, "vae_tiling_auto": vae_tiling and not args.vae_tiling}
-    with ray_backend(target, args.ray_workers, spec, ctx) as backend:
+    ray = job.ray
+    memory = (ray.shape, ray.size)
+    with ray_backend(ray.target, args.ray_workers, ray.spec, ctx, memory=memory) as backend:
         return generate_to_folder(
-            backend, job.request, args.out, ctx, timing=job.timing, extra=extra,
+            backend, job.request, args.out, ctx, timing=job.timing, extra=job.extra,
             yaw_degrees=args.yaw, still=job.still,
         )  # fmt: skip
+
+
+def _on_ray(
+    args: argparse.Namespace,
+    job: PreparedJob,
+    target: object,
+    spec: object,
+    shape: object,
+    window: tuple[int, int, int],
+) -> PreparedJob:
+    """``job`` (no backend yet) made a Ray job: first the driver's own share of the
+    memory estimate (the ring latent and the frames it holds) is checked against this
+    machine's RAM, before any cluster is reached; the workers' share is checked on their
+    nodes before they load (:func:`.cluster.ray_backend`)."""
+    from .memory import check_driver_fits
+
+    size = job_size(args, window, job.request, job.timing, None)
+    check_driver_fits(shape, size)
+    job.extra["vae_tiling_auto"] = spec.vae_tiling and not args.vae_tiling
+    job.ray = RayJob(target, spec, shape, size)
+    return job
 
 
 def parse_window_size(text: str) -> tuple[int, int]:
@@ -485,27 +527,20 @@ def parse_window_size(text: str) -> tuple[int, int]:
     return height, width
 
 
-def _load_wan(
+def _check_wan(
     args: argparse.Namespace,
     request: object,
-    ctx: JobContext,
     timing: LoopTiming,
     *,
     window_size: tuple[int, int] | None,
     loras: list,
-) -> object:
-    """The Wan 2.1 path of :func:`prepare`: check the pipeline, sizes and LoRAs, then load."""
-    from .loading import header_params, pick_device
+) -> tuple:
+    """The Wan 2.1 checks of :func:`prepare`: the pipeline, sizes and LoRAs, from configs
+    and headers only. (info, window of one model call, checked LoRAs, model shape)."""
+    from .loading import header_params
     from .memory import read_wan_shape
     from .sampler import check_request_sizes
-    from .wan import (
-        WAN_WEIGHTED,
-        inspect_lora,
-        inspect_wan,
-        load_wan,
-        native_window,
-        pick_wan_dtype,
-    )
+    from .wan import WAN_WEIGHTED, inspect_lora, inspect_wan, native_window
 
     if args.motion_adapter:
         raise BadInput(f"--motion-adapter is for AnimateDiff; {args.model} is a Wan pipeline")
@@ -522,8 +557,20 @@ def _load_wan(
         request, info.vae_factor, info.patch[1], window, time_factor=info.time_factor
     )
     checked = tuple(inspect_lora(spec, info, offline=args.offline) for spec in loras)
-    dtype = pick_wan_dtype(args.dtype, pick_device(args.device))
     shape = read_wan_shape(info.folder, header_params(info.files, WAN_WEIGHTED, info.variant))
+    return info, window, checked, shape
+
+
+def _load_wan(
+    args: argparse.Namespace, checked: tuple, request: object, ctx: JobContext, timing: LoopTiming
+) -> tuple[object, bool]:
+    """The in-process Wan 2.1 path of :func:`prepare`: the memory check, then the load of
+    what :func:`_check_wan` checked. (backend, whether the VAE decodes in tiles)"""
+    from .loading import pick_device
+    from .wan import load_wan, pick_wan_dtype
+
+    info, window, loras, shape = checked
+    dtype = pick_wan_dtype(args.dtype, pick_device(args.device))
     vae_tiling = check_memory(args, shape, window, request, timing, dtype)
     with ctx.timed("load"):
         backend = load_wan(
@@ -531,12 +578,12 @@ def _load_wan(
             window=window,
             device=args.device,
             dtype=args.dtype,
-            loras=checked,
+            loras=loras,
             offline=args.offline,
             cpu_offload=args.cpu_offload,
             vae_tiling=vae_tiling,
         )
-    return backend
+    return backend, vae_tiling
 
 
 def check_memory(
@@ -554,23 +601,35 @@ def check_memory(
     Returns whether the VAE decodes in tiles (asked for, or by itself at 4096 px and wider).
     """
     from .loading import pick_device
-    from .memory import JobSize, auto_vae_tiling, check_fits, dtype_name
+    from .memory import check_fits
 
-    device = pick_device(args.device)
-    vae_tiling = auto_vae_tiling(request.width, args.vae_tiling)
-    job = JobSize(
+    job = job_size(args, window, request, timing, dtype)
+    check_fits(shape, job, pick_device(args.device))
+    return job.vae_tiling
+
+
+def job_size(
+    args: argparse.Namespace,
+    window: tuple[int, int, int],
+    request: object,
+    timing: LoopTiming,
+    dtype: object,
+) -> object:
+    """The :class:`.memory.JobSize` of a checked request; ``dtype`` None: float32 until
+    the device is known (a Ray job's workers pick theirs)."""
+    from .memory import JobSize, auto_vae_tiling, dtype_name
+
+    return JobSize(
         width=request.width,
         height=request.height,
         denoised_frames=timing.denoised_frames,
         output_frames=timing.frames,
         window=window,
         guidance=request.guidance > 1.0,
-        dtype=dtype_name(dtype),
+        dtype=dtype_name(dtype) if dtype is not None else "float32",
         cpu_offload=args.cpu_offload,
-        vae_tiling=vae_tiling,
+        vae_tiling=auto_vae_tiling(request.width, args.vae_tiling),
     )
-    check_fits(shape, job, device)
-    return vae_tiling
 
 
 def scheduler_record(backend: object, result: object) -> dict:

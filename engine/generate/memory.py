@@ -11,6 +11,12 @@ so it runs before any weight loads. Two budgets are checked:
   frames, held until they are written. On the CPU both budgets are the same RAM and
   are added.
 
+With ``--ray`` the model and the ring live in different processes: the driver holds the
+ring latent and the frames (:func:`check_driver_fits`, before any cluster is reached)
+and every worker holds a whole model, its calls and decodes (:func:`check_workers_fit`,
+against what each worker's node measures before any worker loads; workers placed on one
+node share its RAM, with the driver too on a local cluster).
+
 Assumptions (each term is a stated model, not a measurement of this machine):
 
 - Weights: the parameter count from the safetensors headers of the components that
@@ -131,6 +137,18 @@ class MemoryEstimate:
     @property
     def host(self) -> int:
         return self.frames
+
+    @property
+    def model(self) -> int:
+        """What a process holding the model needs (a Ray worker): the weights and the
+        larger of one denoiser call and one decode."""
+        return self.weights + max(self.unet_call, self.vae_decode)
+
+    @property
+    def ring(self) -> int:
+        """What the process holding the ring needs besides a model (a Ray driver): the
+        ring latent with its copies, and the frames until they are written."""
+        return self.latents + self.frames
 
     def parts(self, frames: bool = False) -> str:
         """``weights 2.8, UNet call 1.8 or VAE decode 3.1, latents 0.3 GiB`` (+ frames)."""
@@ -492,8 +510,7 @@ def check_fits(
     short_host = not on_cpu and host is not None and need.host > host
     if not (short_device or short_host):
         return need
-    made = f"generate {job.width}x{job.height} ({job.denoised_frames} frames denoised, "
-    made += f"{job.output_frames} written)"
+    made = _made(job)
     if short_device:
         where = BUDGET_WORDS.get(kind, "this device has")
         said = (f"{made} needs about {gib(device_need)} GiB ({need.parts(on_cpu)}), "
@@ -519,8 +536,14 @@ def what_to_change(
             on_cpu or host is None or need.host <= host
         )
 
+    return smallest_change(job, fits, offload=not on_cpu)
+
+
+def smallest_change(job: JobSize, fits: Any, *, offload: bool) -> str:
+    """The first change of ``job`` that ``fits`` (a JobSize → bool) accepts: an option
+    (``--cpu-offload`` when ``offload``, ``--vae-tiling``), then a smaller 2:1 size."""
     options = []
-    if not on_cpu and not job.cpu_offload:
+    if offload and not job.cpu_offload:
         options.append(("--cpu-offload", {"cpu_offload": True}))
     if not job.vae_tiling:
         options.append(("--vae-tiling", {"vae_tiling": True}))
@@ -540,6 +563,83 @@ def what_to_change(
             if fits(smaller):
                 return f"choose {width}x{width // 2}"
     return "choose a smaller size and fewer frames, or a machine with more memory"
+
+
+# --------------------------------------------------------------------------- Ray
+
+
+def check_driver_fits(
+    shape: ModelShape | WanShape, job: JobSize, *, host: int | None = None
+) -> MemoryEstimate:
+    """``generate --ray``'s driver holds the ring latent and the frames, not the model:
+    refuse (BadInput, one line) a job whose :attr:`MemoryEstimate.ring` exceeds this
+    machine's available RAM (``host`` overrides it), before any cluster is reached."""
+    need = estimate(shape, job)
+    if host is None:
+        host = host_available()
+    if host is None or need.ring <= host:
+        return need
+
+    def fits(candidate: JobSize) -> bool:
+        return estimate(shape, candidate).ring <= host
+
+    raise BadInput(
+        f"{_made(job)} needs about {gib(need.ring)} GiB of RAM on this machine for its "
+        f"ring latent and frames (latents {gib(need.latents)}, frames {gib(need.frames)} "
+        f"GiB), but it has {gib(host)} GiB available: "
+        f"{smallest_change(job, fits, offload=False)}"
+    )
+
+
+def check_workers_fit(
+    shape: ModelShape | WanShape,
+    job: JobSize,
+    device: str,
+    *,
+    workers: int,
+    driver: bool,
+    free: int | None,
+    where: str,
+) -> MemoryEstimate:
+    """Refuse (BadInput, one line) Ray workers that cannot hold the model where they run.
+
+    ``free``: bytes available, measured on the worker's node — its GPU's free memory on
+    CUDA (one GPU per worker, so ``workers`` is 1 there), else the node's available RAM,
+    which the node's ``workers`` share with each other and, when ``driver`` (the driver
+    runs on that node, a local cluster), with the ring and frames the driver holds. Each
+    worker needs :attr:`MemoryEstimate.model`. ``where`` names the node in the message.
+    An unmeasured budget (None) is not checked.
+    """
+    import torch
+
+    on_cpu = torch.device(device).type == "cpu"
+
+    def total(need: MemoryEstimate, count: int) -> int:
+        return count * need.model + (need.ring if on_cpu and driver else 0)
+
+    need = estimate(shape, job)
+    if free is None or total(need, workers) <= free:
+        return need
+    what = "RAM" if on_cpu else "GPU memory"
+    parts = (f"weights {gib(need.weights)}, {need.call_name} call {gib(need.unet_call)} "
+             f"or VAE decode {gib(need.vae_decode)} GiB")  # fmt: skip
+    said = f"{workers} Ray worker{'s' if workers > 1 else ''} on {where} need"
+    said += f"{'' if workers > 1 else 's'} about {gib(total(need, workers))} GiB of {what}"
+    said += f" ({gib(need.model)} GiB each: {parts}"
+    said += f"; the driver's ring and frames {gib(need.ring)} GiB)" if on_cpu and driver else ")"
+    fitting = next((k for k in range(workers - 1, 0, -1) if total(need, k) <= free), 0)
+    if fitting:
+        change = f"{fitting} fit there: use fewer --ray-workers, or nodes with more memory"
+    else:
+        change = smallest_change(
+            job, lambda c: total(estimate(shape, c), workers) <= free, offload=not on_cpu
+        )
+    raise BadInput(f"{_made(job)}: {said}, but it has {gib(free)} GiB available: {change}")
+
+
+def _made(job: JobSize) -> str:
+    return (f"generate {job.width}x{job.height} ({job.denoised_frames} frames denoised, "
+            f"{job.output_frames} written)")  # fmt: skip
 
 
 def _replace(job: JobSize, **changes: Any) -> JobSize:

@@ -459,29 +459,33 @@ class WanBackend:
     ) -> list[np.ndarray]:
         """The ring latent (C, L, H, W) → 4·L uint8 frames (H·8, W·8, 3) that loop.
 
-        Chunk by chunk, the causal decoder first reads the ``warmup`` latent frames that
-        precede the chunk on the ring (modulo L); the 1 + 4·(warmup − 1) frames they
-        decode to are dropped, and each chunk latent frame gives 4 frames.
+        Chunk by chunk (:func:`decode_chunks`), each decoded by :meth:`decode_chunk`
+        with the ``warmup`` latent frames that precede it on the ring.
         """
-        import torch
-
-        if not bool(torch.isfinite(latent).all()):
-            raise PanoLoopError(
-                "the sampled latent holds NaN or infinite values",
-                fix="try --dtype float32 (or bfloat16 on CUDA); float16 can overflow in Wan",
-            )
+        check_finite_latent(latent)
         count = latent.shape[1]
         frames: list[np.ndarray] = []
-        for start in range(0, count, chunk):
-            stop = min(count, start + chunk)
+        for start, stop in decode_chunks(count, chunk):
             ctx.step("decode", start, count)
             ctx.cancel.check()
-            index = torch.arange(start - warmup, stop) % count
-            video = self.decode_clip(latent[:, index.to(latent.device)])
-            drop = 1 + self.time_factor * (warmup - 1) if warmup else 0
-            frames.extend(to_uint8(video[:, drop:]))
+            frames.extend(self.decode_chunk(latent, start, stop, warmup=warmup))
         ctx.step("decode", count, count)
         return frames
+
+    def decode_chunk(
+        self, latent: Any, start: int, stop: int, *, warmup: int = DECODE_WARMUP
+    ) -> list[np.ndarray]:
+        """Latent frames ``start``…``stop − 1`` of the ring (C, L, H, W) → their
+        4·(stop − start) uint8 frames. The causal decoder first reads the ``warmup``
+        latent frames that precede the chunk on the ring (modulo L); the
+        1 + 4·(warmup − 1) frames they decode to are dropped. Chunks are independent
+        (the decoder's cache starts empty each call), so they may run anywhere."""
+        import torch
+
+        index = torch.arange(start - warmup, stop) % latent.shape[1]
+        video = self.decode_clip(latent[:, index.to(latent.device)])
+        drop = 1 + self.time_factor * (warmup - 1) if warmup else 0
+        return to_uint8(video[:, drop:])
 
     def decode_frame(self, latent: Any) -> np.ndarray:
         """One latent frame alone (C, h, W) → its first picture (the Backend interface;
@@ -506,6 +510,22 @@ class WanBackend:
             "cpu_offload": self.offloaded,
             "loras": [lora.describe() for lora in self.loras],
         }
+
+
+def decode_chunks(count: int, chunk: int = DECODE_CHUNK) -> list[tuple[int, int]]:
+    """The (start, stop) latent-frame spans a ring of ``count`` latent frames decodes in."""
+    return [(start, min(count, start + chunk)) for start in range(0, count, chunk)]
+
+
+def check_finite_latent(latent: Any) -> None:
+    """PanoLoopError (one line, what to try) when the sampled latent is not finite."""
+    import torch
+
+    if not bool(torch.isfinite(latent).all()):
+        raise PanoLoopError(
+            "the sampled latent holds NaN or infinite values",
+            fix="try --dtype float32 (or bfloat16 on CUDA); float16 can overflow in Wan",
+        )
 
 
 def to_uint8(video: Any) -> list[np.ndarray]:
