@@ -360,10 +360,12 @@ class GenerateWorker:
         """The still's clean latent (C, frames, h, w) for image-to-video."""
         return self.backend.encode_still(np.array(image), frames).numpy()
 
-    def decode_chunk(self, latent: np.ndarray, start: int, stop: int) -> list[np.ndarray]:
-        """Latent frames ``start``…``stop − 1`` of the ring (C, L, H, W) → their frames,
-        decoded with the wrapped temporal context before them (Wan's causal VAE)."""
-        return self.backend.decode_chunk(torch.from_numpy(np.array(latent)), start, stop)
+    def decode_chunk(self, context: np.ndarray, warmup: int) -> list[np.ndarray]:
+        """A chunk of Wan's ring with the ``warmup`` latent frames of wrapped temporal
+        context before it (C, warmup + n, H, W; :func:`.wan.chunk_context`) → the chunk's
+        frames (the context's are dropped)."""
+        latent = torch.from_numpy(np.array(context))
+        return self.backend.decode_chunk(latent, warmup, latent.shape[1], warmup=warmup)
 
     def decode(self, latent: np.ndarray, wrap: bool) -> tuple[np.ndarray, bool]:
         """One latent frame → uint8 RGB, and whether the VAE runs upcast to float32 now."""
@@ -510,19 +512,20 @@ class RayBackend:
 
     def _decode_video(self, latent: torch.Tensor, ctx: JobContext) -> list:
         """A ring that decodes as a video (Wan's causal VAE): chunk k of
-        :func:`.wan.decode_chunks` on worker k mod N, each with the wrapped temporal
-        context before it (chunks are independent), frames reported in order."""
+        :func:`.wan.decode_chunks` on worker k mod N, sent with the wrapped temporal
+        context before it (chunks are independent; each worker gets only its latent
+        frames), frames reported in order."""
         import ray
 
-        from .wan import check_finite_latent, decode_chunks
+        from .wan import DECODE_WARMUP, check_finite_latent, chunk_context, decode_chunks
 
         check_finite_latent(latent)
-        ring = ray.put(latent.numpy())
-        spans = decode_chunks(latent.shape[1])
-        refs = [
-            self.actors[k % len(self.actors)].decode_chunk.remote(ring, start, stop)
-            for k, (start, stop) in enumerate(spans)
-        ]
+        count = latent.shape[1]
+        refs = []
+        for k, (start, stop) in enumerate(decode_chunks(count)):
+            context = latent[:, chunk_context(count, start, stop)].numpy()
+            actor = self.actors[k % len(self.actors)]
+            refs.append(actor.decode_chunk.remote(ray.put(context), DECODE_WARMUP))
         return [frame for chunk in self._in_order(refs, ctx) for frame in chunk]
 
     def decode_frames(self, latent: torch.Tensor, ctx: JobContext, *, wrap: bool) -> list:

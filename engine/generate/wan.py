@@ -482,7 +482,7 @@ class WanBackend:
         (the decoder's cache starts empty each call), so they may run anywhere."""
         import torch
 
-        index = torch.arange(start - warmup, stop) % latent.shape[1]
+        index = torch.tensor(chunk_context(latent.shape[1], start, stop, warmup))
         video = self.decode_clip(latent[:, index.to(latent.device)])
         drop = 1 + self.time_factor * (warmup - 1) if warmup else 0
         return to_uint8(video[:, drop:])
@@ -515,6 +515,13 @@ class WanBackend:
 def decode_chunks(count: int, chunk: int = DECODE_CHUNK) -> list[tuple[int, int]]:
     """The (start, stop) latent-frame spans a ring of ``count`` latent frames decodes in."""
     return [(start, min(count, start + chunk)) for start in range(0, count, chunk)]
+
+
+def chunk_context(count: int, start: int, stop: int, warmup: int = DECODE_WARMUP) -> list[int]:
+    """The latent frames, in order, that decoding the chunk ``start``…``stop − 1`` of a
+    ring of ``count`` reads: the ``warmup`` before it on the ring (modulo ``count``), then
+    the chunk. Decoding just these, as a ring of their own, gives the same frames."""
+    return [k % count for k in range(start - warmup, stop)]
 
 
 def check_finite_latent(latent: Any) -> None:
