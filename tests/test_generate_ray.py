@@ -245,6 +245,23 @@ def test_a_worker_that_dies_for_good_is_one_error_line(local_cluster):
     assert free_cpus() == 2
 
 
+def test_a_workers_bad_input_reaches_the_driver_as_itself(local_cluster):
+    """A refusal raised on a worker (e.g. a LoRA that does not fit the model there) is
+    the driver's BadInput — one line, exit 2 — not Ray's wrapped traceback."""
+
+    @ray.remote(num_cpus=1)
+    class Refuser:
+        def check(self) -> None:
+            raise BadInput("--lora x: refused on the worker", fix="use another")
+
+    actor = Refuser.remote()
+    with pytest.raises(BadInput, match="refused on the worker") as caught:
+        wait_all([actor.check.remote()], CancelToken())
+    assert type(caught.value) is BadInput and caught.value.fix == "use another"
+    ray.kill(actor)
+    assert free_cpus() == 2
+
+
 def test_cancel_while_the_workers_load_ends_every_worker_and_writes_nothing(
     local_cluster, tiny_model, tmp_path
 ):
