@@ -652,11 +652,11 @@ def check_nodes_memory(
 
     shape, size = memory
     size = replace(size, dtype=worker_dtype(spec, spec.device))
-    measure = ray.remote(measure_memory)
+    # GPUs named here, not in .options(): then Ray ends the task's process after it (its
+    # max_calls=1 default for GPU functions), so no idle process keeps a CUDA context.
+    measure = ray.remote(num_cpus=need["CPU"], num_gpus=need.get("GPU", 0))(measure_memory)
     refs = [
         measure.options(
-            num_cpus=need["CPU"],
-            num_gpus=need.get("GPU", 0),  # a GPU task's process exits after it (Ray's default)
             scheduling_strategy=PlacementGroupSchedulingStrategy(
                 group, placement_group_bundle_index=k
             ),
