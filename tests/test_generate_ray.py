@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -51,6 +52,7 @@ from engine.generate.memory import (
     check_driver_fits,
     check_workers_fit,
     estimate,
+    host_available,
     read_model_shape,
 )
 from engine.generate.ring import gather, gather_mask, mark_written, scatter
@@ -380,28 +382,50 @@ def test_the_workers_share_of_the_estimate_counts_every_worker_on_a_node(tiny_mo
         check_driver_fits(shape, job, host=need.ring - 1)
 
 
-#: 65536×32768: with 1 frame the driver's ring and frames (8.5 GiB) fit this machine and
-#: a worker's tiled VAE decode (43 GiB, by the estimate) does not; with 16 frames the
-#: driver's share (136 GiB) does not fit either.
-HUGE = ["--width", "65536", "--height", "32768", "--window-frames", "1"]
-TOO_BIG = [
-    (["--frames", "1"], "2 Ray workers on {host} need about"),
-    (["--frames", "16"], "of RAM on this machine for its ring latent and frames"),
-]
+#: Widths tried for a job too large, 2× the pixels each (the first, 65536×32768, suits a
+#: machine with 9–94 GiB available: the estimate's ring and frames take 8.5 GiB at 1
+#: frame, a worker's tiled VAE decode 43 GiB).
+HUGE_WIDTHS = [round(65536 * 2 ** (k / 2) / 1024) * 1024 for k in range(9)]
 
 
-@pytest.mark.parametrize(("extra", "named"), TOO_BIG, ids=["workers", "driver"])
+def too_big(model: Path, frames: int, fits: Any) -> int:
+    """The first of HUGE_WIDTHS whose estimate (1-frame windows, tiled decode) ``fits``
+    accepts as (MemoryEstimate, this machine's available RAM), so the refusal tested
+    comes from the share meant whatever the machine's memory."""
+    shape, available = read_model_shape(model), host_available()
+    for width in HUGE_WIDTHS:
+        job = JobSize(width, width // 2, frames, frames, (1, 32, 32), True, "float32",
+                      vae_tiling=True)  # fmt: skip
+        if fits(estimate(shape, job), available):
+            return width
+    raise AssertionError(f"no width in {HUGE_WIDTHS} suits {available} bytes available")
+
+
+TOO_BIG = {
+    # The driver's share fits, two workers' (with the driver's, on this one node) do not.
+    "workers": (1, lambda need, ram: need.ring < 0.8 * ram < 0.64 * (2 * need.model + need.ring),
+                "2 Ray workers on {host} need about"),
+    # The driver's own share (ring latent and frames) does not fit.
+    "driver": (16, lambda need, ram: need.ring > 1.25 * ram,
+               "of RAM on this machine for its ring latent and frames"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(TOO_BIG))
 def test_a_job_that_cannot_fit_is_refused_before_any_worker_loads(
-    extra, named, local_cluster, unloadable_model, tmp_path, capsys
+    case, local_cluster, unloadable_model, tmp_path, capsys
 ):
     """The memory preflight with --ray: the driver's share before any cluster is reached,
     the workers' share where they were placed (both on this node) before any loads —
     the garbage weights would fail to load (exit 1), so exit 2 proves nothing loaded."""
-    code = generate(unloadable_model, tmp_path / "out", *HUGE, *extra, "--ray", "local",
-                    "--ray-workers", "2")  # fmt: skip
+    frames, fits, named = TOO_BIG[case]
+    width = too_big(unloadable_model, frames, fits)
+    size = ["--width", str(width), "--height", str(width // 2), "--frames", str(frames)]
+    code = generate(unloadable_model, tmp_path / "out", *size, "--window-frames", "1",
+                    "--ray", "local", "--ray-workers", "2")  # fmt: skip
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "65536x32768" in err[0], err
+    assert len(err) == 1 and f"{width}x{width // 2}" in err[0], err
     assert named.format(host=socket.gethostname()) in err[0], err
     assert list(tmp_path.iterdir()) == []
     assert free_cpus() == 2 and job_workers() == []
