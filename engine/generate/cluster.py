@@ -130,22 +130,16 @@ def load_spec(info: Any, args: Any, *, vae_tiling: bool) -> LoadSpec:
     """The :class:`LoadSpec` of an AnimateDiff ``info`` (:func:`.loading.inspect_model`)
     and the generate arguments."""
     adapter = info.adapter
-    return LoadSpec(
-        model=args.model,
+    return _spec_from_args(
+        args,
         revision=info.revision if info.source.repo_id else None,
         fingerprint=info.revision,
         motion_adapter=args.motion_adapter,
         adapter_revision=(adapter.source.revision if adapter and adapter.source.repo_id else None),
         adapter_fingerprint=adapter.source.revision if adapter else None,
         variant=info.variant,
-        offline=args.offline,
-        device=args.device,
-        dtype=args.dtype,
-        window_frames=args.window_frames,
-        cpu_offload=args.cpu_offload,
         vae_slicing=args.vae_slicing,
         vae_tiling=vae_tiling,
-        threads=torch.get_num_threads(),
     )
 
 
@@ -154,25 +148,34 @@ def wan_load_spec(
 ) -> LoadSpec:
     """The :class:`LoadSpec` of a Wan ``info`` (:func:`.wan.inspect_wan`), its checked
     ``loras`` (:class:`.wan.LoraInfo`), the window of one model call and the arguments."""
-    return LoadSpec(
-        model=args.model,
+    return _spec_from_args(
+        args,
         revision=info.revision if info.files is not None and info.files.repo_id else None,
         fingerprint=info.revision,
         motion_adapter=None,
         adapter_revision=None,
         adapter_fingerprint=None,
         variant=info.variant,
+        vae_slicing=False,
+        vae_tiling=vae_tiling,
+        family="wan",
+        window=tuple(window),
+        loras=tuple(LoraRef(lora.spec.source, lora.spec.scale, lora.sha256) for lora in loras),
+    )
+
+
+def _spec_from_args(args: Any, **model: Any) -> LoadSpec:
+    """A :class:`LoadSpec`: the fields every family takes from the generate arguments as
+    they are (and this process's torch thread count), plus the ``model`` fields."""
+    return LoadSpec(
+        model=args.model,
         offline=args.offline,
         device=args.device,
         dtype=args.dtype,
         window_frames=args.window_frames,
         cpu_offload=args.cpu_offload,
-        vae_slicing=False,
-        vae_tiling=vae_tiling,
         threads=torch.get_num_threads(),
-        family="wan",
-        window=tuple(window),
-        loras=tuple(LoraRef(lora.spec.source, lora.spec.scale, lora.sha256) for lora in loras),
+        **model,
     )
 
 
