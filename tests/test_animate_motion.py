@@ -21,7 +21,7 @@ from engine.animate.measure import (
 from engine.animate.pipeline import LoopRenderer, loop_motion_statistics
 from engine.animate.priors import Drift, ProceduralPrior, dome_flow
 from engine.animate.splat import SoftmaxSplatter
-from engine.animate.warp import image_gains
+from engine.animate.warp import detail_gains, gain_field, image_gains
 from engine.colour import DisplayTransform
 from engine.media import read_image
 
@@ -291,3 +291,30 @@ def test_a_small_moving_region_among_other_detail_keeps_its_detail(hdri_dir, agx
     warper.gains[:] = single
     former = [sharpness_ratio(image, renderer.frame(t), region) for t in checked]
     assert min(former) < 0.85, np.round(former, 3)
+
+
+def test_the_gains_checked_on_real_frames_keep_the_detail_next_to_a_bright_sky(hdri_dir, agx):
+    """Behaviour, held-out *courtyard* at its own 1024×512: palm fronds sway against a
+    sky far brighter than 1, where the cubic's overshoot (limited next to HDR values)
+    takes detail that the gains' static half-pixel shifts do not see, and Standard
+    clips the sky flat. The gains are checked on three real frames of the loop at
+    set-up and raised per tile, never lowered: every 8th frame of the 4-s loop then
+    keeps ≥ 0.9 of the moving region's detail, as Standard and as AgX show it.
+    Control: the gains as estimated before that check keep about 0.8 on some frame."""
+    image = read_image(hdri_dir / "courtyard.exr")
+    volume = ProceduralPrior().spectral_volume(image, mask=None, seed=1)
+    renderer = LoopRenderer(image, volume, 96, fps=24)
+    region = moving_region(volume.amplitude)
+    checked = range(0, 96, 8)
+    frames = [renderer.frame(t) for t in checked]
+    for name, view in [("Standard", None), ("AgX", agx)]:
+        ratios = [sharpness_ratio(image, f, region, view) for f in frames]
+        assert min(ratios) >= 0.9, (name, np.round(ratios, 3))
+    warper = renderer.warper
+    estimate = detail_gains(
+        warper.coefficients, warper.base, warper.near_low, warper.near_high, warper.amplitude > 0
+    )
+    assert np.all(warper.tile_tables >= estimate) and np.any(warper.tile_tables > estimate)
+    warper.gains[:] = gain_field(estimate, *image.shape[:2])
+    before = [sharpness_ratio(image, renderer.frame(t), region) for t in checked]
+    assert min(before) < 0.85, np.round(before, 3)

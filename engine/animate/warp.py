@@ -29,7 +29,9 @@ each *output* pixel ``q`` fetches its colour once, with a sharp kernel:
    its difference from a smooth base is amplified by a gain that depends on its
    distance from the pixel grid, measured per tile of the image on the tile's own
    moving pixels and interpolated between tiles (:func:`detail_gains`: smooth sky and
-   fine leaves lose different shares), never carrying it beyond the 3×3 range.
+   fine leaves lose different shares), never carrying it beyond the 3×3 range. The
+   gains are then checked on a few real frames of the loop and raised per tile where
+   a frame kept less detail than the source (:meth:`BackwardWarper.calibrate`).
 3. **One-way flow** (a volume's ``flow``, radians per second): the flow-map technique of
    real-time water shaders. Two phases of the texture are advected along the flow,
    offset by half a period, and cross-faded with triangle weights; each phase jumps
@@ -48,6 +50,7 @@ Frames are deterministic: every kernel writes only its own rows, whatever the th
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import cv2
 import numpy as np
@@ -82,6 +85,11 @@ PROBE_TILES = 96
 GAIN_TILE = 64
 GAIN_WINDOW = 32
 MIN_TILE_MOVING = 96
+#: Closed-loop check (:meth:`BackwardWarper.calibrate`): a tile whose worst probe frame
+#: kept a share r < 1 of the source's detail has its gains multiplied by r^-power.
+CALIBRATION_POWER = 1.0
+#: The pixels it checks: amplitude at least this (really moving), 2 pixels inside.
+CALIBRATION_AMPLITUDE = 0.5
 #: Gains tried per tile (the match is interpolated between them).
 TRIAL_GAINS = (1.0, 4 / 3, 5 / 3, 2.0)
 #: Cells (pixels a side) of the gain field the tiles' tables are interpolated into.
@@ -476,9 +484,10 @@ class BackwardWarper:
         self.near_high = cv2.dilate(self.padded, kernel, borderType=cv2.BORDER_REPLICATE)
         # The smooth base whose difference from a sample is the detail (sharpening, blend).
         self.base = smooth_base(self.source, WARP_PAD)
-        self.gains = detail_gains(
+        self.tile_tables = detail_gains(
             self.coefficients, self.base, self.near_low, self.near_high, self.amplitude > 0
         )
+        self.gains = gain_field(self.tile_tables, height, width)
         self.y0, self.y1, self.fy = grid_tables(height, grid_shape[0], wrap=False)
         self.x0, self.x1, self.fx = grid_tables(width, grid_shape[1], wrap=True)
         self.map_x = np.empty((height, width), np.float32)
@@ -521,6 +530,53 @@ class BackwardWarper:
                 work(band)
         else:
             list(_pool(self.threads).map(work, self.bands))
+
+    def calibrate(self, probes: Iterable[tuple[np.ndarray, int]], frames: int) -> np.ndarray:
+        """Check the detail gains on real frames of the loop and raise them where a frame
+        kept less detail than the source: the closed loop over :func:`tile_gains`'
+        estimate, whose static shifts cannot see what the motion's stretch and the
+        cubic's limited overshoot next to HDR values (a bright sky behind leaves) take.
+
+        ``probes``: (motion (2, h, w) float32 in pixels, frame index) of the frames to
+        render; ``frames``: the loop's length. Per tile of :data:`GAIN_TILE` pixels with
+        at least :data:`MIN_TILE_MOVING` pixels that really move
+        (:data:`CALIBRATION_AMPLITUDE`), the worst frame's detail energy
+        (:func:`tile_energies`, as AgX and as Standard show it) over the source's, ``r``;
+        where ``r`` < 1 the tile's
+        gains between pixels are multiplied by ``r^-CALIBRATION_POWER``, kept within
+        [1, :data:`MAX_GAIN`]. Gains are never lowered. Returns the worst ratios (th, tw),
+        NaN where a tile was not checked.
+        """
+        height, width = self.amplitude.shape
+        region = (self.amplitude >= CALIBRATION_AMPLITUDE).astype(np.uint8)
+        region = cv2.erode(region, np.ones((5, 5), np.uint8)) > 0
+        views = (False, True)
+        # Integer frames are display values: their top value stands for 1.
+        scale = np.float32(1.0 / self.top if self.top else 1.0)
+        source = self.source * scale
+        references = [tile_energies(source, region, clipped) for clipped in views]
+        counts = references[0][1]
+        worst = np.full(counts.shape, np.inf)
+        frame = np.empty_like(self.original)
+        for motion, t in probes:
+            self.render(motion, t, frames, frame)
+            shown = frame.astype(np.float32) * scale
+            for clipped, (reference, _) in zip(views, references, strict=True):
+                energy, _ = tile_energies(shown, region, clipped)
+                detailed = (counts >= MIN_TILE_MOVING) & (reference > 0)
+                ratio = np.where(detailed, energy / np.where(detailed, reference, 1.0), np.inf)
+                worst = np.minimum(worst, ratio)
+        worst = np.where(np.isfinite(worst), worst, np.nan)
+        short = np.nan_to_num(worst, nan=1.0) < 1.0
+        if short.any():
+            factor = np.ones(counts.shape, np.float32)
+            factor[short] = np.maximum(worst[short], 1e-3) ** -CALIBRATION_POWER
+            # On a pixel (table entry 0, 0) a sample is exact: its gain stays.
+            raised = np.clip(self.tile_tables * factor[..., None, None], 1.0, MAX_GAIN)
+            raised[..., 0, 0] = self.tile_tables[..., 0, 0]
+            self.tile_tables = raised.astype(np.float32)
+            self.gains[:] = gain_field(self.tile_tables, height, width)
+        return worst
 
     def render(self, motion: np.ndarray, t: int, frames: int, out: np.ndarray | None = None):
         """Frame ``t`` of ``frames``, moved by ``motion`` (2, h, w) float32 in pixels."""
@@ -625,6 +681,34 @@ def smooth_base(image: np.ndarray, pad: int) -> np.ndarray:
     return np.ascontiguousarray(blurred[reach:-reach, reach:-reach])
 
 
+def tile_energies(
+    image: np.ndarray, region: np.ndarray, clipped: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per tile of :data:`GAIN_TILE` pixels of an (H, W, 3) linear image: the Laplacian
+    variance of its display proxy (wrapping the seam) over the tile's pixels in
+    ``region`` (H, W) bool, float64 (th, tw), and how many there are. The proxy rolls
+    HDR off (:data:`PROXY_GREY`, as AgX), or with ``clipped`` clips it at 1 (as
+    Blender's Standard view, where a bright sky is flat white)."""
+    height, width = region.shape
+    shown = _clipped_proxy(image) if clipped else _proxy(image)
+    padded = np.concatenate([shown[:, -1:], shown, shown[:, :1]], axis=1)
+    lap = cv2.Laplacian(padded, cv2.CV_32F, ksize=1, borderType=cv2.BORDER_REFLECT)[:, 1:-1]
+    th, tw = -(-height // GAIN_TILE), -(-width // GAIN_TILE)
+    shape = (th * GAIN_TILE, tw * GAIN_TILE)
+    weight = np.zeros(shape, np.float64)
+    weight[:height, :width] = region
+    values = np.zeros(shape, np.float64)
+    values[:height, :width] = lap
+
+    def per_tile(a):
+        return a.reshape(th, GAIN_TILE, tw, GAIN_TILE).sum(axis=(1, 3))
+
+    counts = per_tile(weight)
+    safe = np.maximum(counts, 1.0)
+    mean = per_tile(values * weight) / safe
+    return per_tile(values * values * weight) / safe - mean * mean, counts
+
+
 def detail_gains(
     coef: np.ndarray,
     base: np.ndarray,
@@ -632,30 +716,28 @@ def detail_gains(
     near_high: np.ndarray,
     moving: np.ndarray,
 ) -> np.ndarray:
-    """How much detail to give back between pixels, per region of the image: a field of
-    gain tables, float32 (⌈H/GAIN_CELL⌉, ⌈W/GAIN_CELL⌉, GAIN_STEPS + 1, GAIN_STEPS + 1),
-    each table over both axes' distance from the pixel grid (0 = on a pixel, 1 = half-way).
+    """How much detail to give back between pixels, per tile of :data:`GAIN_TILE` pixels:
+    gain tables, float32 (⌈H/GAIN_TILE⌉, ⌈W/GAIN_TILE⌉, GAIN_STEPS + 1, GAIN_STEPS + 1),
+    each over both axes' distance from the pixel grid (0 = on a pixel, 1 = half-way);
+    :func:`gain_field` spreads them over the image.
 
     Any interpolator blurs a sample taken between pixels (at half-way the finest detail
     cancels); how much shows depends on the content (fine grass loses half its Laplacian
     energy at a half-pixel shift, HDR leaves against the sky hardly any), and one image
-    mixes both. So it is measured per tile of :data:`GAIN_TILE` pixels, on the tile's own
-    moving pixels (:func:`tile_gains`), and interpolated bilinearly between tile centres
-    (wrapping the seam) into cells of :data:`GAIN_CELL` pixels, so no tile edge shows. A
-    tile with fewer than :data:`MIN_TILE_MOVING` moving pixels takes the image's gains
-    (:func:`image_gains`). ``moving`` is (H, W), the other arrays padded by
-    :data:`WARP_PAD`.
+    mixes both. So it is measured per tile on the tile's own moving pixels
+    (:func:`tile_gains`); a tile with fewer than :data:`MIN_TILE_MOVING` moving pixels
+    takes the image's gains (:func:`image_gains`). ``moving`` is (H, W), the other arrays
+    padded by :data:`WARP_PAD`.
     """
-    height, width = moving.shape
     fallback = image_gains(coef, base, near_low, near_high, moving)
-    tables = tile_gains(coef, base, near_low, near_high, moving, fallback)
-    return gain_field(tables, height, width)
+    return tile_gains(coef, base, near_low, near_high, moving, fallback)
 
 
 def gain_field(tables: np.ndarray, height: int, width: int) -> np.ndarray:
     """Per-tile gain tables (th, tw, n, n) interpolated bilinearly between tile centres
     (wrapping the seam, flat beyond the first and last tile rows) at the centres of the
-    :data:`GAIN_CELL`-pixel cells of an (height, width) image: float32 (ch, cw, n, n)."""
+    :data:`GAIN_CELL`-pixel cells of an (height, width) image, so no tile edge shows:
+    float32 (ch, cw, n, n)."""
     th, tw, n, _ = tables.shape
     cells_y = -(-height // GAIN_CELL)
     cells_x = -(-width // GAIN_CELL)
@@ -872,6 +954,12 @@ def _proxy(linear: np.ndarray) -> np.ndarray:
     """The display proxy (:data:`PROXY_GREY`) of linear RGB (…, 3): grey in [0, 1)."""
     luminance = np.maximum(linear @ np.array([0.2126, 0.7152, 0.0722], np.float32), 0.0)
     return (luminance / (luminance + np.float32(PROXY_GREY))) ** np.float32(1 / 2.2)
+
+
+def _clipped_proxy(linear: np.ndarray) -> np.ndarray:
+    """The display proxy of Blender's Standard view: luminance clipped to [0, 1], ^1/2.2."""
+    luminance = np.clip(linear @ np.array([0.2126, 0.7152, 0.0722], np.float32), 0.0, 1.0)
+    return luminance ** np.float32(1 / 2.2)
 
 
 def _proxy_energy(tiles: np.ndarray) -> float:
