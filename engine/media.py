@@ -294,8 +294,9 @@ BT709_TAGS = [
     "-color_range", "tv",
 ]  # fmt: skip
 #: x264 preset of the previews (``panorama.mp4``, multicam clips): about half of
-#: ``medium``'s CPU at the same CRF, for files 2–3× as big (bench/animate.py measures it).
-PREVIEW_PRESET = "superfast"
+#: ``medium``'s CPU at the same CRF and no bigger files; ``superfast`` costs as much CPU
+#: for files 3× as big (bench/animate.py measures them: 24 AgX frames at 1024×512).
+PREVIEW_PRESET = "veryfast"
 
 
 def encode_mp4(

@@ -487,6 +487,8 @@ class BackwardWarper:
         self.tile_tables = detail_gains(
             self.coefficients, self.base, self.near_low, self.near_high, self.amplitude > 0
         )
+        # The estimate, kept as it was before :meth:`calibrate` raises ``tile_tables``.
+        self.estimated_tables = self.tile_tables
         self.gains = gain_field(self.tile_tables, height, width)
         self.y0, self.y1, self.fy = grid_tables(height, grid_shape[0], wrap=False)
         self.x0, self.x1, self.fx = grid_tables(width, grid_shape[1], wrap=True)
