@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from engine.animate import warp
 from engine.animate.measure import (
     detail_energy,
     grey,
@@ -289,7 +290,7 @@ def test_a_small_moving_region_among_other_detail_keeps_its_detail(hdri_dir, agx
     region's detail, tone-mapped as Standard and as AgX, since the detail gains are
     measured per tile on the tile's own moving pixels. Control: one gain table for the
     whole image (the former gains, measured on the probe tiles of the smooth ceiling)
-    keeps about 0.81 on some frame."""
+    keeps about 0.89 on some frame, below the bar."""
     image, renderer, region, checked = sharp_bundled_loop(hdri_dir / "interior.exr", agx)
     assert 0.02 < region.mean() < 0.08
     warper = renderer.warper
@@ -298,7 +299,7 @@ def test_a_small_moving_region_among_other_detail_keeps_its_detail(hdri_dir, agx
     )
     warper.gains[:] = single
     former = [sharpness_ratio(image, renderer.frame(t), region) for t in checked]
-    assert min(former) < 0.85, np.round(former, 3)
+    assert min(former) < 0.9, np.round(former, 3)
 
 
 def test_the_gains_checked_on_real_frames_keep_the_detail_next_to_a_bright_sky(hdri_dir, agx):
@@ -318,3 +319,34 @@ def test_the_gains_checked_on_real_frames_keep_the_detail_next_to_a_bright_sky(h
     warper.gains[:] = gain_field(estimate, *image.shape[:2])
     before = [sharpness_ratio(image, renderer.frame(t), region) for t in checked]
     assert min(before) < 0.85, np.round(before, 3)
+
+
+def stray_pixels_round_a_lamp() -> list[int]:
+    """A 512×256 grey wall (0.1) with a lamp bar worth 200 in its swaying upper part:
+    per checked frame, the wall pixels more than 3 px from the lamp's moved position
+    whose level is off the wall's by more than 0.02 (ringing)."""
+    image = np.full((HEIGHT, WIDTH, 3), 0.1, np.float32)
+    image[60:64, 200:300] = (200.0, 190.0, 170.0)
+    volume = ProceduralPrior().spectral_volume(
+        image, mask=None, seed=1, motion_map=painted(green=1.0)
+    )
+    renderer = LoopRenderer(image, volume, 48, fps=24)
+    counts = []
+    for t in range(0, 48, 6):
+        level = renderer.frame(t).mean(axis=2)
+        lamp = (level > 50).astype(np.uint8)
+        near = cv2.dilate(lamp, np.ones((7, 7), np.uint8)) > 0
+        counts.append(int((~near & (np.abs(level - 0.1) > 0.02)).sum()))
+    return counts
+
+
+def test_a_lamp_in_the_moving_region_leaves_no_lines_pixels_away(monkeypatch):
+    """Behaviour: the cubic samples only the displayable part of an HDR image (up to a
+    knee tied to the darkest level nearby) and the excess above it (a lamp worth 2000×
+    the wall) moves bilinearly, so a swaying lamp leaves the wall untouched beyond 3 px
+    in every checked frame (the bundled *studio*'s strip light showed dark and bright
+    lines before; its sharpness ratio fell from 2.45 to 1.18). Control: with the knee
+    out of reach (every value cubic) about 500 wall pixels per frame are off."""
+    assert max(stray_pixels_round_a_lamp()) == 0
+    monkeypatch.setattr(warp, "HDR_KNEE", 1e9)
+    assert min(stray_pixels_round_a_lamp()) > 200

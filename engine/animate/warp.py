@@ -22,9 +22,12 @@ each *output* pixel ``q`` fetches its colour once, with a sharp kernel:
    and the poles (:func:`engine.projection.pad_equirect`); sample positions beyond the
    pad continue over the poles (half a revolution) and wrap in longitude first, so there
    is no seam.
-   The cubic's overshoot is limited to a factor :data:`OVERSHOOT` beyond the range of
-   the 3×3 source pixels around the sample, so HDR highlights (the sun) ring neither
-   bright nor black, and values stay ≥ 0.
+   The cubic samples only the image's displayable part, up to a knee (:func:`hdr_knee`:
+   at least 1, else a few times the darkest level nearby); the HDR excess above it (a
+   lamp, the sun's disc) is sampled bilinearly and added, since the interpolating
+   spline's ringing off a 2000:1 step showed as dark and bright lines several pixels
+   away. The cubic's overshoot is limited to a factor :data:`OVERSHOOT` beyond the
+   range of the 3×3 source pixels around the sample, and values stay ≥ 0.
    A sample between pixels still loses detail (half-way the finest detail cancels), so
    its difference from a smooth base is amplified by a gain that depends on its
    distance from the pixel grid, measured per tile of the image on the tile's own
@@ -64,6 +67,10 @@ from .splat import _FAST, _floor, _pool, default_threads, grid_tables, upsample_
 FOLD_DETERMINANT = 0.2
 #: Rows/columns of padding around the source: the cubic B-spline reads 2 beyond the sample.
 WARP_PAD = 4
+#: Linear-light values above the knee are HDR excess, moved bilinearly (module doc, 2.):
+#: the knee is at least this, else this many times the darkest level nearby.
+HDR_KNEE = 1.0
+RING_RATIO = 4.0
 #: How far the cubic may leave its 3×3 neighbours' range: down to low/OVERSHOOT, up to
 #: high·OVERSHOOT (a plain [low, high] clamp cost a fifth of the detail, see README).
 OVERSHOOT = 6.0
@@ -356,11 +363,13 @@ def _gain(gains, x, y):
 
 
 @njit(inline="always", **_FAST)
-def _sharp_sample(coef, base, near_low, near_high, gains, x, y, out3, base3):
-    """One moving sample: the B-spline value (its overshoot limited to :data:`OVERSHOOT`
-    times the 3×3 neighbours' range), with the detail it lost between pixels given back
-    (``(g − 1)·(value − base)``, ``g`` from :func:`_gain`), the gain never carrying it
-    beyond the 3×3 range. ``base3`` receives the smooth base at the same position."""
+def _sharp_sample(coef, base, near_low, near_high, gains, excess, bright, x, y, out3, base3, over3):
+    """One moving sample of the displayable part (values up to the knee): the B-spline
+    value (its overshoot limited to :data:`OVERSHOOT` times the 3×3 neighbours' range),
+    with the detail it lost between pixels given back (``(g − 1)·(value − base)``, ``g``
+    from :func:`_gain`), the gain never carrying it beyond the 3×3 range. ``base3``
+    receives the smooth base at the same position, ``over3`` the HDR excess above the
+    knee, sampled bilinearly (it cannot ring); the sample is ``out3 + over3``."""
     _sample(coef, x, y, out3)
     _bilinear3(base, x, y, base3)
     g = _gain(gains, x, y) - np.float32(1.0)
@@ -375,21 +384,29 @@ def _sharp_sample(coef, base, near_low, near_high, gains, x, y, out3, base3):
         v = min(max(out3[c], lo - keep * abs(lo)), hi + grow * abs(hi))
         w = v + g * (v - base3[c])
         out3[c] = min(max(w, min(v, lo)), max(v, hi))
+    if bright[r, k]:
+        _bilinear3(excess, x, y, over3)
+    else:
+        for c in range(3):
+            over3[c] = np.float32(0.0)
 
 
 @njit(**_FAST)
 def _finish_rows(
-    original, amplitude, padded, coef, base, near_low, near_high, gains, map_x, map_y,
-    slots, flow_maps, flow_weight, flow_norm, start, stop, top, out,
+    original, amplitude, padded, coef, base, near_low, near_high, gains, excess, bright,
+    map_x, map_y, slots, flow_maps, flow_weight, flow_norm, start, stop, top, out,
 ):  # fmt: skip
-    """Rows [start, stop): sample every moving pixel (sharpened B-spline), blend the flow
-    pixels' two phases (variance-preserving around the smooth base), copy still pixels
-    exactly, round integer frames."""
+    """Rows [start, stop): sample every moving pixel (sharpened B-spline of the
+    displayable part plus the bilinear HDR excess), blend the flow pixels' two phases
+    (variance-preserving around the smooth base), copy still pixels exactly, round
+    integer frames."""
     height, width = amplitude.shape
     c0 = np.empty(3, np.float32)
     c1 = np.empty(3, np.float32)
     b0 = np.empty(3, np.float32)
     b1 = np.empty(3, np.float32)
+    e0 = np.empty(3, np.float32)
+    e1 = np.empty(3, np.float32)
     half = np.float32(0.5)
     for i in range(start, stop):
         for j in range(width):
@@ -406,9 +423,10 @@ def _finish_rows(
                     for c in range(3):
                         out[i, j, c] = padded[np.int64(y), np.int64(x), c]
                     continue
-                _sharp_sample(coef, base, near_low, near_high, gains, x, y, c0, b0)
+                _sharp_sample(coef, base, near_low, near_high, gains, excess, bright, x, y,
+                              c0, b0, e0)  # fmt: skip
                 for c in range(3):
-                    out[i, j, c] = _store(c0[c], top)
+                    out[i, j, c] = _store(c0[c] + e0[c], top)
                 continue
             w0 = flow_weight[slot]
             w1 = np.float32(1.0) - w0
@@ -417,8 +435,10 @@ def _finish_rows(
             y0 = flow_maps[1, slot]
             x1 = flow_maps[2, slot]
             y1 = flow_maps[3, slot]
-            _sharp_sample(coef, base, near_low, near_high, gains, x0, y0, c0, b0)
-            _sharp_sample(coef, base, near_low, near_high, gains, x1, y1, c1, b1)
+            _sharp_sample(coef, base, near_low, near_high, gains, excess, bright, x0, y0,
+                          c0, b0, e0)  # fmt: skip
+            _sharp_sample(coef, base, near_low, near_high, gains, excess, bright, x1, y1,
+                          c1, b1, e1)  # fmt: skip
             r0 = _floor(y0 + half)
             k0 = _floor(x0 + half)
             r1 = _floor(y1 + half)
@@ -431,7 +451,7 @@ def _finish_rows(
                 level = w0 * b0[c] + w1 * b1[c]
                 v = level + (w0 * (c0[c] - b0[c]) + w1 * (c1[c] - b1[c])) * norm
                 v = min(max(v, lo - keep * abs(lo)), hi + grow * abs(hi))
-                out[i, j, c] = _store(v, top)
+                out[i, j, c] = _store(v + w0 * e0[c] + w1 * e1[c], top)
 
 
 @njit(cache=True)
@@ -476,14 +496,22 @@ class BackwardWarper:
         # Pixels that do not move are copied from here (the input's own values).
         exact = self.original.dtype == np.float32 or self.original.dtype.kind in "iu"
         self.padded_original = self.padded if exact else pad_equirect(self.original, WARP_PAD)
-        self.coefficients = bspline_coefficients(self.source, WARP_PAD)
-        # The cubic may overshoot its 3×3 neighbours' range by a factor (its sharpness),
-        # never more: no black or blazing rings next to an HDR sun.
+        # The cubic samples the displayable part (up to the knee, :func:`hdr_knee`); the
+        # HDR excess above it (a lamp, the sun) moves bilinearly, since a cubic's ringing
+        # off a 2000:1 step shows as dark and bright lines pixels away.
+        knee = hdr_knee(self.padded, self.top)[WARP_PAD:-WARP_PAD, WARP_PAD:-WARP_PAD]
+        self.displayable = np.minimum(self.source, knee[..., None])
+        padded_displayable = pad_equirect(self.displayable, WARP_PAD)
+        self.excess = self.padded - padded_displayable
         kernel = np.ones((3, 3), np.uint8)
-        self.near_low = cv2.erode(self.padded, kernel, borderType=cv2.BORDER_REPLICATE)
-        self.near_high = cv2.dilate(self.padded, kernel, borderType=cv2.BORDER_REPLICATE)
+        self.bright = cv2.dilate((self.excess.max(axis=2) > 0).astype(np.uint8), kernel)
+        self.coefficients = bspline_coefficients(self.displayable, WARP_PAD)
+        # The cubic may overshoot its 3×3 neighbours' range by a factor (its sharpness),
+        # never more: no black or blazing rings next to a bright edge.
+        self.near_low = cv2.erode(padded_displayable, kernel, borderType=cv2.BORDER_REPLICATE)
+        self.near_high = cv2.dilate(padded_displayable, kernel, borderType=cv2.BORDER_REPLICATE)
         # The smooth base whose difference from a sample is the detail (sharpening, blend).
-        self.base = smooth_base(self.source, WARP_PAD)
+        self.base = smooth_base(self.displayable, WARP_PAD)
         self.tile_tables = detail_gains(
             self.coefficients, self.base, self.near_low, self.near_high, self.amplitude > 0
         )
@@ -524,7 +552,7 @@ class BackwardWarper:
         self.alikeness = np.zeros((3, CORRELATION_REACH + 1), np.float32)
         if count:
             smooth = self.base[WARP_PAD:-WARP_PAD, WARP_PAD:-WARP_PAD]
-            self.alikeness = blend_model(self.source, smooth, flowing)
+            self.alikeness = blend_model(self.displayable, smooth, flowing)
 
     def _run(self, work) -> None:
         if self.threads == 1:
@@ -606,9 +634,8 @@ class BackwardWarper:
             _finish_rows(
                 self.original if self._resolved is None else self.source, self.amplitude,
                 self.padded_original, self.coefficients, self.base, self.near_low,
-                self.near_high, self.gains, self.map_x, self.map_y, self.slots,
-                self.flow_maps, self.flow_weight,
-                self.flow_norm,
+                self.near_high, self.gains, self.excess, self.bright, self.map_x, self.map_y,
+                self.slots, self.flow_maps, self.flow_weight, self.flow_norm,
                 band[0], band[1], self.top, target,
             )  # fmt: skip
 
@@ -616,6 +643,22 @@ class BackwardWarper:
         if self._resolved is not None:
             np.copyto(out, self._resolved, casting="unsafe")
         return out
+
+
+def hdr_knee(padded: np.ndarray, top: float) -> np.ndarray:
+    """Where the cubic stops, per padded pixel, float32 (H', W'): values above it are HDR
+    excess moved bilinearly. For linear light, the larger of :data:`HDR_KNEE` and
+    :data:`RING_RATIO` times the darkest mean level within 4 pixels (smoothed), so the
+    cubic never sees a step more than a few times its darker side's level (its ringing
+    there stays like an ordinary edge's), while HDR texture among bright neighbours
+    (clouds of 1–3 in a bright sky, which AgX shows) keeps the sharp kernel. Integer
+    frames: their top value (nothing is excess)."""
+    if top:
+        return np.full(padded.shape[:2], top, np.float32)
+    level = np.ascontiguousarray(padded.mean(axis=2, dtype=np.float32))
+    darkest = cv2.erode(level, np.ones((9, 9), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    darkest = cv2.GaussianBlur(darkest, (0, 0), 2.0, borderType=cv2.BORDER_REPLICATE)
+    return np.maximum(np.float32(HDR_KNEE), np.float32(RING_RATIO) * darkest)
 
 
 def blend_model(source: np.ndarray, base: np.ndarray, region: np.ndarray) -> np.ndarray:
