@@ -363,13 +363,11 @@ def _gain(gains, x, y):
 
 
 @njit(inline="always", **_FAST)
-def _sharp_sample(coef, base, near_low, near_high, gains, excess, bright, x, y, out3, base3, over3):
-    """One moving sample of the displayable part (values up to the knee): the B-spline
-    value (its overshoot limited to :data:`OVERSHOOT` times the 3×3 neighbours' range),
-    with the detail it lost between pixels given back (``(g − 1)·(value − base)``, ``g``
-    from :func:`_gain`), the gain never carrying it beyond the 3×3 range. ``base3``
-    receives the smooth base at the same position, ``over3`` the HDR excess above the
-    knee, sampled bilinearly (it cannot ring); the sample is ``out3 + over3``."""
+def _sharp_sample(coef, base, near_low, near_high, gains, x, y, out3, base3):
+    """One moving sample: the B-spline value (its overshoot limited to :data:`OVERSHOOT`
+    times the 3×3 neighbours' range), with the detail it lost between pixels given back
+    (``(g − 1)·(value − base)``, ``g`` from :func:`_gain`), the gain never carrying it
+    beyond the 3×3 range. ``base3`` receives the smooth base at the same position."""
     _sample(coef, x, y, out3)
     _bilinear3(base, x, y, base3)
     g = _gain(gains, x, y) - np.float32(1.0)
@@ -384,29 +382,21 @@ def _sharp_sample(coef, base, near_low, near_high, gains, excess, bright, x, y, 
         v = min(max(out3[c], lo - keep * abs(lo)), hi + grow * abs(hi))
         w = v + g * (v - base3[c])
         out3[c] = min(max(w, min(v, lo)), max(v, hi))
-    if bright[r, k]:
-        _bilinear3(excess, x, y, over3)
-    else:
-        for c in range(3):
-            over3[c] = np.float32(0.0)
 
 
 @njit(**_FAST)
 def _finish_rows(
-    original, amplitude, padded, coef, base, near_low, near_high, gains, excess, bright,
-    map_x, map_y, slots, flow_maps, flow_weight, flow_norm, start, stop, top, out,
+    original, amplitude, padded, coef, base, near_low, near_high, gains, map_x, map_y,
+    slots, flow_maps, flow_weight, flow_norm, start, stop, top, out,
 ):  # fmt: skip
-    """Rows [start, stop): sample every moving pixel (sharpened B-spline of the
-    displayable part plus the bilinear HDR excess), blend the flow pixels' two phases
-    (variance-preserving around the smooth base), copy still pixels exactly, round
-    integer frames."""
+    """Rows [start, stop): sample every moving pixel (sharpened B-spline), blend the flow
+    pixels' two phases (variance-preserving around the smooth base), copy still pixels
+    exactly, round integer frames."""
     height, width = amplitude.shape
     c0 = np.empty(3, np.float32)
     c1 = np.empty(3, np.float32)
     b0 = np.empty(3, np.float32)
     b1 = np.empty(3, np.float32)
-    e0 = np.empty(3, np.float32)
-    e1 = np.empty(3, np.float32)
     half = np.float32(0.5)
     for i in range(start, stop):
         for j in range(width):
@@ -423,10 +413,9 @@ def _finish_rows(
                     for c in range(3):
                         out[i, j, c] = padded[np.int64(y), np.int64(x), c]
                     continue
-                _sharp_sample(coef, base, near_low, near_high, gains, excess, bright, x, y,
-                              c0, b0, e0)  # fmt: skip
+                _sharp_sample(coef, base, near_low, near_high, gains, x, y, c0, b0)
                 for c in range(3):
-                    out[i, j, c] = _store(c0[c] + e0[c], top)
+                    out[i, j, c] = _store(c0[c], top)
                 continue
             w0 = flow_weight[slot]
             w1 = np.float32(1.0) - w0
@@ -435,10 +424,8 @@ def _finish_rows(
             y0 = flow_maps[1, slot]
             x1 = flow_maps[2, slot]
             y1 = flow_maps[3, slot]
-            _sharp_sample(coef, base, near_low, near_high, gains, excess, bright, x0, y0,
-                          c0, b0, e0)  # fmt: skip
-            _sharp_sample(coef, base, near_low, near_high, gains, excess, bright, x1, y1,
-                          c1, b1, e1)  # fmt: skip
+            _sharp_sample(coef, base, near_low, near_high, gains, x0, y0, c0, b0)
+            _sharp_sample(coef, base, near_low, near_high, gains, x1, y1, c1, b1)
             r0 = _floor(y0 + half)
             k0 = _floor(x0 + half)
             r1 = _floor(y1 + half)
@@ -451,7 +438,49 @@ def _finish_rows(
                 level = w0 * b0[c] + w1 * b1[c]
                 v = level + (w0 * (c0[c] - b0[c]) + w1 * (c1[c] - b1[c])) * norm
                 v = min(max(v, lo - keep * abs(lo)), hi + grow * abs(hi))
-                out[i, j, c] = _store(v + w0 * e0[c] + w1 * e1[c], top)
+                out[i, j, c] = _store(v, top)
+
+
+@njit(**_FAST)
+def _add_excess_rows(
+    amplitude, excess, bright, map_x, map_y, slots, flow_maps, flow_weight, start, stop, out,
+):  # fmt: skip
+    """Rows [start, stop) of a linear-light frame: add the HDR excess above the knee
+    (:func:`hdr_knee`), sampled bilinearly (it cannot ring), to every moving sample that
+    has any within its 3×3 source pixels; flow pixels add each phase's by its weight.
+    Pixels copied exactly (not moved) already hold it."""
+    height, width = amplitude.shape
+    e0 = np.empty(3, np.float32)
+    e1 = np.empty(3, np.float32)
+    half = np.float32(0.5)
+    for i in range(start, stop):
+        for j in range(width):
+            if amplitude[i, j] == 0.0:
+                continue
+            slot = slots[i, j]
+            if slot < 0:
+                x = map_x[i, j]
+                y = map_y[i, j]
+                if x == np.float32(np.int64(x)) and y == np.float32(np.int64(y)):
+                    continue
+                if bright[_floor(y + half), _floor(x + half)]:
+                    _bilinear3(excess, x, y, e0)
+                    for c in range(3):
+                        out[i, j, c] += e0[c]
+                continue
+            w0 = flow_weight[slot]
+            w1 = np.float32(1.0) - w0
+            x0 = flow_maps[0, slot]
+            y0 = flow_maps[1, slot]
+            x1 = flow_maps[2, slot]
+            y1 = flow_maps[3, slot]
+            lit0 = bright[_floor(y0 + half), _floor(x0 + half)]
+            lit1 = bright[_floor(y1 + half), _floor(x1 + half)]
+            if lit0 or lit1:
+                _bilinear3(excess, x0, y0, e0)
+                _bilinear3(excess, x1, y1, e1)
+                for c in range(3):
+                    out[i, j, c] += w0 * e0[c] + w1 * e1[c]
 
 
 @njit(cache=True)
@@ -497,14 +526,16 @@ class BackwardWarper:
         exact = self.original.dtype == np.float32 or self.original.dtype.kind in "iu"
         self.padded_original = self.padded if exact else pad_equirect(self.original, WARP_PAD)
         # The cubic samples the displayable part (up to the knee, :func:`hdr_knee`); the
-        # HDR excess above it (a lamp, the sun) moves bilinearly, since a cubic's ringing
-        # off a 2000:1 step shows as dark and bright lines pixels away.
+        # HDR excess above it (a lamp, the sun) moves bilinearly, added by its own pass
+        # (:func:`_add_excess_rows`), since a cubic's ringing off a 2000:1 step shows as
+        # dark and bright lines pixels away.
         knee = hdr_knee(self.padded, self.top)[WARP_PAD:-WARP_PAD, WARP_PAD:-WARP_PAD]
         self.displayable = np.minimum(self.source, knee[..., None])
         padded_displayable = pad_equirect(self.displayable, WARP_PAD)
         self.excess = self.padded - padded_displayable
         kernel = np.ones((3, 3), np.uint8)
         self.bright = cv2.dilate((self.excess.max(axis=2) > 0).astype(np.uint8), kernel)
+        self.lit = bool(self.bright.any())
         self.coefficients = bspline_coefficients(self.displayable, WARP_PAD)
         # The cubic may overshoot its 3×3 neighbours' range by a factor (its sharpness),
         # never more: no black or blazing rings next to a bright edge.
@@ -634,10 +665,15 @@ class BackwardWarper:
             _finish_rows(
                 self.original if self._resolved is None else self.source, self.amplitude,
                 self.padded_original, self.coefficients, self.base, self.near_low,
-                self.near_high, self.gains, self.excess, self.bright, self.map_x, self.map_y,
-                self.slots, self.flow_maps, self.flow_weight, self.flow_norm,
+                self.near_high, self.gains, self.map_x, self.map_y, self.slots,
+                self.flow_maps, self.flow_weight, self.flow_norm,
                 band[0], band[1], self.top, target,
             )  # fmt: skip
+            if self.lit:
+                _add_excess_rows(
+                    self.amplitude, self.excess, self.bright, self.map_x, self.map_y,
+                    self.slots, self.flow_maps, self.flow_weight, band[0], band[1], target,
+                )  # fmt: skip
 
         self._run(finish)
         if self._resolved is not None:
