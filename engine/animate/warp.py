@@ -384,6 +384,22 @@ def _sharp_sample(coef, base, near_low, near_high, gains, x, y, out3, base3):
         out3[c] = min(max(w, min(v, lo)), max(v, hi))
 
 
+@njit(inline="always", **_FAST)
+def _on_grid(x, y):
+    """Whether a padded sample position is exactly on a pixel (not moved: copied)."""
+    return x == np.float32(np.int64(x)) and y == np.float32(np.int64(y))
+
+
+@njit(inline="always", **_FAST)
+def _phases(flow_maps, flow_weight, slot):
+    """A flow pixel's two phases: weights (w0, w1) and padded positions (x0, y0, x1, y1)."""
+    w0 = flow_weight[slot]
+    return (
+        w0, np.float32(1.0) - w0,
+        flow_maps[0, slot], flow_maps[1, slot], flow_maps[2, slot], flow_maps[3, slot],
+    )  # fmt: skip
+
+
 @njit(**_FAST)
 def _finish_rows(
     original, amplitude, padded, coef, base, near_low, near_high, gains, map_x, map_y,
@@ -408,7 +424,7 @@ def _finish_rows(
             if slot < 0:
                 x = map_x[i, j]
                 y = map_y[i, j]
-                if x == np.float32(np.int64(x)) and y == np.float32(np.int64(y)):
+                if _on_grid(x, y):
                     # Not moved (strength 0, or motion that vanishes here): exact copy.
                     for c in range(3):
                         out[i, j, c] = padded[np.int64(y), np.int64(x), c]
@@ -417,13 +433,8 @@ def _finish_rows(
                 for c in range(3):
                     out[i, j, c] = _store(c0[c], top)
                 continue
-            w0 = flow_weight[slot]
-            w1 = np.float32(1.0) - w0
+            w0, w1, x0, y0, x1, y1 = _phases(flow_maps, flow_weight, slot)
             norm = flow_norm[slot]
-            x0 = flow_maps[0, slot]
-            y0 = flow_maps[1, slot]
-            x1 = flow_maps[2, slot]
-            y1 = flow_maps[3, slot]
             _sharp_sample(coef, base, near_low, near_high, gains, x0, y0, c0, b0)
             _sharp_sample(coef, base, near_low, near_high, gains, x1, y1, c1, b1)
             r0 = _floor(y0 + half)
@@ -461,19 +472,14 @@ def _add_excess_rows(
             if slot < 0:
                 x = map_x[i, j]
                 y = map_y[i, j]
-                if x == np.float32(np.int64(x)) and y == np.float32(np.int64(y)):
+                if _on_grid(x, y):
                     continue
                 if bright[_floor(y + half), _floor(x + half)]:
                     _bilinear3(excess, x, y, e0)
                     for c in range(3):
                         out[i, j, c] += e0[c]
                 continue
-            w0 = flow_weight[slot]
-            w1 = np.float32(1.0) - w0
-            x0 = flow_maps[0, slot]
-            y0 = flow_maps[1, slot]
-            x1 = flow_maps[2, slot]
-            y1 = flow_maps[3, slot]
+            w0, w1, x0, y0, x1, y1 = _phases(flow_maps, flow_weight, slot)
             lit0 = bright[_floor(y0 + half), _floor(x0 + half)]
             lit1 = bright[_floor(y1 + half), _floor(x1 + half)]
             if lit0 or lit1:
