@@ -9,8 +9,10 @@ Look None and Gamma 1. Input is the config's ``scene_linear`` role (Linear Rec.7
 Blender's working space).
 
 Where the config comes from (the engine never imports bpy): ``--ocio-config PATH``, else
-the ``OCIO`` environment variable (OpenColorIO's own convention), else nothing. The
-add-on passes Blender's ``datafiles/colormanagement/config.ocio``. Without a config AgX
+the ``OCIO`` environment variable (OpenColorIO's own convention), else the config of a
+Blender installed on this machine (:mod:`engine.blender_install`: the ``bpy`` module of
+this Python, ``blender`` on ``PATH``, the usual install folders), else nothing. The add-on
+passes its own Blender's ``datafiles/colormanagement/config.ocio``. Without a config AgX
 and Filmic are refused with an error that says how to pass one (exit 2, nothing
 written); ``Standard`` alone has a built-in fallback — the sRGB curve of clipped linear
 values, which is exactly what Blender's Standard view computes — and the manifest says
@@ -39,6 +41,7 @@ import numpy as np
 import PyOpenColorIO
 from numba import njit
 
+from .blender_install import installed_ocio_config
 from .errors import BadInput
 
 #: The views every preview flag offers, as Blender names them on the sRGB display.
@@ -57,6 +60,7 @@ PROBE_STOPS = (-24.0, 24.0)
 SHAPER_MARGIN = 0.5
 ENV_VAR = "OCIO"
 HOW_TO_PASS = (
+    "no Blender found on this machine (bpy module, blender on PATH, usual install folders); "
     "pass --ocio-config PATH to Blender's config.ocio (in Blender: "
     "bpy.utils.system_resource('DATAFILES', path='colormanagement/config.ocio')) "
     f"or set the {ENV_VAR} environment variable; --view Standard works without one"
@@ -83,7 +87,8 @@ def check_exposure(exposure: float) -> float:
 
 
 def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """The OCIO config to use: ``explicit``, else ``$OCIO``, else ``None``.
+    """The OCIO config to use: ``explicit``, else ``$OCIO``, else an installed Blender's
+    (:func:`engine.blender_install.installed_ocio_config`), else ``None``.
 
     A path that is given but is not a file is refused (:class:`BadInput` naming it).
     """
@@ -94,7 +99,7 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
         if not path.is_file():
             raise BadInput(f"OCIO config from {where} not found: {path}")
         return path.resolve()
-    return None
+    return installed_ocio_config()
 
 
 # --------------------------------------------------------------------------- the transform

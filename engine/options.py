@@ -25,7 +25,8 @@ def add_preview_arguments(parser: argparse.ArgumentParser) -> None:
         "--ocio-config",
         type=Path,
         help="Blender's datafiles/colormanagement/config.ocio (default: the OCIO "
-        "environment variable; --view Standard works without one)",
+        "environment variable, else that of a Blender installed here: the bpy module, "
+        "blender on PATH, the usual install folders; --view Standard works without one)",
     )
 
 
@@ -34,6 +35,6 @@ def add_exr_codec_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--exr-codec",
         default="dwab",
-        help="compression of EXR frames: dwab (default: lossy, about 2.3 MB per 2048x1024 "
+        help="compression of EXR frames: dwab (default: lossy, about 1.8 MB per 2048x1024 "
         "frame, HDR kept), dwaa (lossy), piz, zip, rle or none (lossless, 8-13 MB)",
     )

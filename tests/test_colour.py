@@ -7,6 +7,7 @@ the bpy module without importing it). Blender itself is the oracle in
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import cv2
@@ -79,10 +80,11 @@ def test_exposure_brightens_by_stops(config, hdri_dir):
 
 
 def test_standard_without_config_is_blenders_standard(config, hdri_dir, monkeypatch):
-    """No config: Standard falls back to the built-in sRGB curve (what Blender's Standard
-    computes), within one level of OpenColorIO; AgX and Filmic are refused, naming how
-    to pass a config."""
+    """No config and no Blender on the machine: Standard falls back to the built-in sRGB
+    curve (what Blender's Standard computes), within one level of OpenColorIO; AgX and
+    Filmic are refused, naming how to pass a config."""
     monkeypatch.delenv("OCIO", raising=False)
+    monkeypatch.setattr(colour, "installed_ocio_config", lambda: None)
     image = small(hdri_dir, "courtyard", 256)
     builtin = colour.display_transform("Standard", 0.5)
     assert builtin.config is None and builtin.describe()["transform"].startswith("built-in")
@@ -91,6 +93,26 @@ def test_standard_without_config_is_blenders_standard(config, hdri_dir, monkeypa
     for view in ("AgX", "Filmic"):
         with pytest.raises(BadInput, match="--ocio-config"):
             colour.display_transform(view)
+
+
+def test_without_a_config_the_blender_beside_this_python_gives_agx(config, monkeypatch):
+    """No --ocio-config and no $OCIO: the config of the bpy module installed with the
+    engine is found without importing bpy, so a plain ``engine animate`` previews in AgX."""
+    monkeypatch.delenv("OCIO", raising=False)
+    shown = colour.display_transform("AgX", 0.0)
+    assert shown.config == config.resolve()
+    assert shown.describe()["transform"] == "opencolorio"
+
+
+def test_without_a_config_the_cli_previews_in_agx(config, hdri_dir, tmp_path, monkeypatch):
+    """The command a user types first, with nothing set: AgX through Blender's config."""
+    monkeypatch.delenv("OCIO", raising=False)
+    still = tmp_path / "still.exr"
+    write_image(still, small(hdri_dir, "forest", 256))
+    out = tmp_path / "loop"
+    assert main(["animate", str(still), "--out", str(out), "--seconds", "0.25"]) == 0
+    preview = json.loads((out / "manifest.json").read_text())["preview"]
+    assert preview["view"] == "AgX" and preview["ocio_config"] == str(config.resolve())
 
 
 def test_uint8_passes_through_and_non_finite_is_black(config):
