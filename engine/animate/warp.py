@@ -452,17 +452,37 @@ def _finish_rows(
                 out[i, j, c] = _store(v, top)
 
 
+@njit(inline="always", **_FAST)
+def _widen_to_near(near_low, near_high, x, y, lo3, hi3):
+    """Widen per-channel bounds ``lo3``/``hi3`` to hold the 3×3 source pixels round the
+    one nearest padded (x, y) (``near_low``/``near_high``: their minimum and maximum)."""
+    half = np.float32(0.5)
+    r = _floor(y + half)
+    k = _floor(x + half)
+    for c in range(3):
+        lo3[c] = min(lo3[c], near_low[r, k, c])
+        hi3[c] = max(hi3[c], near_high[r, k, c])
+
+
 @njit(**_FAST)
 def _add_excess_rows(
-    amplitude, excess, bright, map_x, map_y, slots, flow_maps, flow_weight, start, stop, out,
+    amplitude, excess, near_low, near_high, near_light, map_x, map_y, slots, flow_maps, flow_weight,
+    start, stop, out,
 ):  # fmt: skip
-    """Rows [start, stop) of a linear-light frame: add the HDR excess above the knee
-    (:func:`hdr_knee`), sampled bilinearly (it cannot ring), to every moving sample that
-    has any within its 3×3 source pixels; flow pixels add each phase's by its weight.
+    """Rows [start, stop) of a linear-light frame, at every moving sample whose nearest
+    source pixel is within 4 pixels of HDR excess (``near_light``): keep the cubic's
+    displayable value within the range of the 3×3 source pixels round that one
+    (``near_low``/``near_high``: no ringing off the knee's step, which showed as a dark
+    line along a lamp's edge and black specks in foliage against a bright sky), then add
+    the excess above the knee (:func:`hdr_knee`), sampled bilinearly (it cannot ring).
+    Flow pixels add each phase's excess by its weight and keep their blend's own bound
+    (a tighter one there cut the cross-fade's restored detail mid-fade: the drift pulsed).
     Pixels copied exactly (not moved) already hold it."""
     height, width = amplitude.shape
     e0 = np.empty(3, np.float32)
     e1 = np.empty(3, np.float32)
+    lo3 = np.empty(3, np.float32)
+    hi3 = np.empty(3, np.float32)
     half = np.float32(0.5)
     for i in range(start, stop):
         for j in range(width):
@@ -472,16 +492,18 @@ def _add_excess_rows(
             if slot < 0:
                 x = map_x[i, j]
                 y = map_y[i, j]
-                if _on_grid(x, y):
+                if _on_grid(x, y) or not near_light[_floor(y + half), _floor(x + half)]:
                     continue
-                if bright[_floor(y + half), _floor(x + half)]:
-                    _bilinear3(excess, x, y, e0)
-                    for c in range(3):
-                        out[i, j, c] += e0[c]
+                lo3[:] = np.inf
+                hi3[:] = -np.inf
+                _widen_to_near(near_low, near_high, x, y, lo3, hi3)
+                _bilinear3(excess, x, y, e0)
+                for c in range(3):
+                    out[i, j, c] = min(max(out[i, j, c], lo3[c]), hi3[c]) + e0[c]
                 continue
             w0, w1, x0, y0, x1, y1 = _phases(flow_maps, flow_weight, slot)
-            lit0 = bright[_floor(y0 + half), _floor(x0 + half)]
-            lit1 = bright[_floor(y1 + half), _floor(x1 + half)]
+            lit0 = near_light[_floor(y0 + half), _floor(x0 + half)]
+            lit1 = near_light[_floor(y1 + half), _floor(x1 + half)]
             if lit0 or lit1:
                 _bilinear3(excess, x0, y0, e0)
                 _bilinear3(excess, x1, y1, e1)
@@ -539,9 +561,14 @@ class BackwardWarper:
         self.displayable = np.minimum(self.source, knee[..., None])
         padded_displayable = pad_equirect(self.displayable, WARP_PAD)
         self.excess = self.padded - padded_displayable
+        # Within 4 pixels of any excess: the cubic's taps and its prefilter's decaying
+        # tail still ring off the knee's step there (measured: a 0.1 wall went to 0.092
+        # 3-4 px from a lamp with 2 px).
+        self.near_light = cv2.dilate(
+            (self.excess.max(axis=2) > 0).astype(np.uint8), np.ones((9, 9), np.uint8)
+        )
+        self.lit = bool(self.near_light.any())
         kernel = np.ones((3, 3), np.uint8)
-        self.bright = cv2.dilate((self.excess.max(axis=2) > 0).astype(np.uint8), kernel)
-        self.lit = bool(self.bright.any())
         self.coefficients = bspline_coefficients(self.displayable, WARP_PAD)
         # The cubic may overshoot its 3×3 neighbours' range by a factor (its sharpness),
         # never more: no black or blazing rings next to a bright edge.
@@ -677,8 +704,9 @@ class BackwardWarper:
             )  # fmt: skip
             if self.lit:
                 _add_excess_rows(
-                    self.amplitude, self.excess, self.bright, self.map_x, self.map_y,
-                    self.slots, self.flow_maps, self.flow_weight, band[0], band[1], target,
+                    self.amplitude, self.excess, self.near_low, self.near_high, self.near_light,
+                    self.map_x, self.map_y, self.slots, self.flow_maps, self.flow_weight,
+                    band[0], band[1], target,
                 )  # fmt: skip
 
         self._run(finish)
