@@ -452,18 +452,6 @@ def _finish_rows(
                 out[i, j, c] = _store(v, top)
 
 
-@njit(inline="always", **_FAST)
-def _widen_to_near(near_low, near_high, x, y, lo3, hi3):
-    """Widen per-channel bounds ``lo3``/``hi3`` to hold the 3×3 source pixels round the
-    one nearest padded (x, y) (``near_low``/``near_high``: their minimum and maximum)."""
-    half = np.float32(0.5)
-    r = _floor(y + half)
-    k = _floor(x + half)
-    for c in range(3):
-        lo3[c] = min(lo3[c], near_low[r, k, c])
-        hi3[c] = max(hi3[c], near_high[r, k, c])
-
-
 @njit(**_FAST)
 def _add_excess_rows(
     amplitude, excess, near_low, near_high, near_light, map_x, map_y, slots, flow_maps, flow_weight,
@@ -481,8 +469,6 @@ def _add_excess_rows(
     height, width = amplitude.shape
     e0 = np.empty(3, np.float32)
     e1 = np.empty(3, np.float32)
-    lo3 = np.empty(3, np.float32)
-    hi3 = np.empty(3, np.float32)
     half = np.float32(0.5)
     for i in range(start, stop):
         for j in range(width):
@@ -492,14 +478,14 @@ def _add_excess_rows(
             if slot < 0:
                 x = map_x[i, j]
                 y = map_y[i, j]
-                if _on_grid(x, y) or not near_light[_floor(y + half), _floor(x + half)]:
+                r = _floor(y + half)
+                k = _floor(x + half)
+                if _on_grid(x, y) or not near_light[r, k]:
                     continue
-                lo3[:] = np.inf
-                hi3[:] = -np.inf
-                _widen_to_near(near_low, near_high, x, y, lo3, hi3)
                 _bilinear3(excess, x, y, e0)
                 for c in range(3):
-                    out[i, j, c] = min(max(out[i, j, c], lo3[c]), hi3[c]) + e0[c]
+                    kept = min(max(out[i, j, c], near_low[r, k, c]), near_high[r, k, c])
+                    out[i, j, c] = kept + e0[c]
                 continue
             w0, w1, x0, y0, x1, y1 = _phases(flow_maps, flow_weight, slot)
             lit0 = near_light[_floor(y0 + half), _floor(x0 + half)]
