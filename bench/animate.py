@@ -19,7 +19,7 @@ parts: each EXR codec's size, writing time and error on a rendered frame; x264 p
 the tone map; the share of the sky clipped white by the old preview and by AgX.
 
     .venv/bin/python bench/animate.py [--frames 96] [--baseline-frames 24] [--hdri forest]
-        [--ocio-config Blender's config.ocio (default $OCIO, else bpy's bundled one)]
+        [--ocio-config Blender's config.ocio (default $OCIO, else an installed Blender's)]
 """
 
 from __future__ import annotations
@@ -66,11 +66,6 @@ WIDTH, HEIGHT = 2048, 1024
 def bundled_hdri(name: str) -> Path:
     bpy_dir = Path(importlib.util.find_spec("bpy").origin).parent
     return bpy_dir / "5.0/datafiles/studiolights/world" / f"{name}.exr"
-
-
-def bundled_ocio_config() -> Path:
-    bpy_dir = Path(importlib.util.find_spec("bpy").origin).parent
-    return bpy_dir / "5.0/datafiles/colormanagement/config.ocio"
 
 
 def end_to_end(
@@ -237,8 +232,8 @@ def main() -> None:
         "--skip-parts", action="store_true", help="only the renderer and end-to-end figures"
     )
     args = parser.parse_args()
-    config = colour.find_config(args.ocio_config) or bundled_ocio_config()
-    display = colour.display_transform("AgX", 0.0, config)
+    display = colour.display_transform("AgX", 0.0, args.ocio_config)
+    config = display.config
     import cv2
     import torch
 

@@ -24,13 +24,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from animate import bundled_hdri, bundled_ocio_config  # noqa: E402
+from animate import bundled_hdri  # noqa: E402
 
 from engine.animate.measure import moving_region, sharpness_ratio  # noqa: E402
 from engine.animate.pipeline import LoopRenderer  # noqa: E402
 from engine.animate.priors import ProceduralPrior  # noqa: E402
 from engine.animate.warp import gain_field  # noqa: E402
-from engine.colour import DisplayTransform  # noqa: E402
+from engine.colour import display_transform  # noqa: E402
 from engine.media import read_image  # noqa: E402
 
 NAMES = ("city", "courtyard", "forest", "interior", "night", "studio", "sunrise", "sunset")
@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--hdri", default=",".join(NAMES), help="comma-separated names")
     parser.add_argument("--open-loop", action="store_true", help="gains before their check")
     args = parser.parse_args()
-    views = [("Standard", None), ("AgX", DisplayTransform("AgX", 0.0, bundled_ocio_config()))]
+    views = [("Standard", None), ("AgX", display_transform("AgX", 0.0))]
     label = "open-loop gains" if args.open_loop else "gains checked on real frames"
     print(f"{args.width}x{args.width // 2}, {args.frames} frames at 24 fps, {label}")
     for name in args.hdri.split(","):
